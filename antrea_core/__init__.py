@@ -1,0 +1,3 @@
+"""Antrea in Python: the core distribution (agent, controller, CNI binary, antctl)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,149 @@
+"""THE plugin contract between the Antrea agent and its plugins (pluggy).
+
+A plugin is an object (or module) whose methods carry `@hookimpl` and are named after the
+hooks below; it is found through an entry point (see `antrea_core.plugins.loading`):
+
+* group ``antrea.agent.features``: a feature plugin, entry-point name = the feature gate
+  it implements (``AntreaProxy``, ``Egress``, ``IPsec`` …). It is loaded only when that
+  feature is enabled in antrea-agent.conf. Third-party features pick a new name; the
+  agent then accepts that name under ``featureGates`` (default: the plugin object's
+  ``default_enabled`` attribute, else off).
+* group ``antrea.agent.tunnels``: a tunnel driver, entry-point name = ``tunnelType``
+  (``geneve``, ``vxlan``, ``gre``, ``stt``). Exactly one is loaded when the traffic mode
+  needs a tunnel. Besides hooks it provides the attributes documented on `TunnelDriver`.
+
+Every hook is optional. Hooks are called in the agent's main thread unless a docstring
+says otherwise; a hook must not block for long (start threads of your own in
+`antrea_agent_started` and stop them in `antrea_agent_stopping`). An exception raised by
+a hook during start-up stops the agent with the plugin named; later, it is logged and the
+event is retried according to the caller (documented per hook).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import pluggy
+
+if TYPE_CHECKING:
+    from antrea_core.agent.openflow.flows import Flow, Group
+    from antrea_core.agent.openflow.pipeline import PipelineLayout, TableSpec
+    from antrea_core.plugins.context import AgentContext, CNIRequest, NodeInfo, PodInterface
+
+PROJECT = "antrea"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class TunnelDriver(Protocol):
+    """Attributes a tunnel driver (``antrea.agent.tunnels``) provides besides hooks."""
+
+    #: OVS interface type of the tunnel port (``geneve``, ``vxlan``, ``gre``, ``stt``).
+    port_type: str
+    #: Default UDP/TCP destination port (0 for GRE).
+    default_port: int
+
+    def overhead(self, ipv6: bool) -> int:
+        """Bytes of encapsulation to subtract from the underlay MTU for the pod MTU."""
+        ...
+
+    def port_options(self, remote_ip: str | None, dst_port: int, csum: bool) -> dict[str, str]:
+        """OVS `options:` of the tunnel interface (``remote_ip=flow`` when None)."""
+        ...
+
+
+class AgentHookSpecs:
+    """Hooks the agent calls. Each docstring: when, with what, what it may return."""
+
+    # -- configuration --------------------------------------------------------------
+
+    @hookspec
+    def antrea_validate_config(self, config: object) -> list[str] | None:
+        """Check the agent configuration before anything starts.
+
+        Called once at start-up with the validated `AgentConfig`. Return a list of error
+        messages (each naming the config key) to refuse to start, or None/[] if fine.
+        """
+
+    # -- the OpenFlow pipeline ------------------------------------------------------
+
+    @hookspec
+    def antrea_pipeline_tables(self) -> list[TableSpec] | None:
+        """Declare the OpenFlow tables this plugin needs.
+
+        Called once at start-up, before the bridge is programmed. Return `TableSpec`s
+        (name, `Stage`, `Pipeline`, rank). Table ids are assigned from the union of all
+        enabled features' declarations; never assume a table id. Declaring a table that
+        another feature also declares is fine if the specs are equal.
+        """
+
+    @hookspec
+    def antrea_initial_flows(
+        self, layout: PipelineLayout, context: AgentContext
+    ) -> list[Flow | Group] | None:
+        """Return the flows and groups this plugin installs when the bridge is ready.
+
+        Called after the pipeline layout is built and the core's own initial flows are
+        known, and again after every reconnection to ovs-vswitchd (a restarted
+        vswitchd has lost all flows): the result must depend only on the layout and
+        the context, not on what was installed before. Flows are tagged with this
+        plugin's cookie by the agent.
+        """
+
+    @hookspec
+    def antrea_replay_flows(
+        self, layout: PipelineLayout, context: AgentContext
+    ) -> list[Flow | Group] | None:
+        """Return the dynamic flows/groups this plugin installed since start-up.
+
+        Called after ovs-vswitchd reconnects, right after `antrea_initial_flows`, so a
+        plugin that installs flows at run time (per Service, per pod …) gets them back.
+        """
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @hookspec(historic=True)
+    def antrea_agent_started(self, context: AgentContext) -> None:
+        """The agent is up: bridge ready, initial flows installed.
+
+        Historic: a plugin registered later still receives it. Start background work
+        here.
+        """
+
+    @hookspec
+    def antrea_agent_stopping(self, context: AgentContext) -> None:
+        """The agent is shutting down (SIGTERM). Stop threads; do not remove flows:
+        a restarting agent keeps the datapath running."""
+
+    # -- cluster events (called from the agent's event thread, in order per object) ---
+
+    @hookspec
+    def antrea_node_added(self, node: NodeInfo, context: AgentContext) -> None:
+        """A remote Node appeared or got its podCIDR/IPs (also for each existing Node at
+        start-up). Called again with the new `NodeInfo` when either changes."""
+
+    @hookspec
+    def antrea_node_removed(self, node: NodeInfo, context: AgentContext) -> None:
+        """A remote Node was deleted."""
+
+    @hookspec
+    def antrea_pod_added(self, pod: PodInterface, context: AgentContext) -> None:
+        """A local pod's interface is attached to the bridge (after CNI ADD, and for every
+        existing pod when the agent restarts)."""
+
+    @hookspec
+    def antrea_pod_removed(self, pod: PodInterface, context: AgentContext) -> None:
+        """A local pod's interface was removed from the bridge (CNI DEL)."""
+
+    # -- CNI --------------------------------------------------------------------------
+
+    @hookspec
+    def antrea_cni_add(self, request: CNIRequest, result: dict, context: AgentContext) -> None:
+        """A CNI ADD succeeded in the core; `result` is the CNI 1.0 result about to be
+        returned and may be amended in place (extra interfaces, routes, DNS). Raising
+        fails the ADD: the core rolls back and returns a CNI error naming the plugin."""
+
+    @hookspec
+    def antrea_cni_del(self, request: CNIRequest, context: AgentContext) -> None:
+        """A CNI DEL is being processed, before the core releases the interface and IPs.
+        Must be idempotent: DEL may come several times, or for an unknown container."""

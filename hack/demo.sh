@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Quick start, part 1: install everything, bring up a 2-node lab, deploy the demo pods
+# and print their connectivity matrix. Re-running replaces the previous demo lab.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash hack/install.sh
+.venv/bin/antrea-lab down >/dev/null 2>&1 || true
+exec .venv/bin/antrea-lab up --nodes "${NODES:-2}" --demo

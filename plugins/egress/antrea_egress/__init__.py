@@ -1,0 +1,1 @@
+"""Egress: SNAT of pod traffic to chosen Egress IPs."""

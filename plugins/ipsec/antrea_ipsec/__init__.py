@@ -1,0 +1,1 @@
+"""IPsec: encryption of tunnel traffic with strongSwan over VICI."""

@@ -1,0 +1,1 @@
+"""Hardware offload: SR-IOV VF representors on the OVS bridge."""

@@ -1,0 +1,1 @@
+"""AntreaProxy: Kubernetes Services in the OVS pipeline."""

@@ -1,0 +1,1 @@
+"""Windows nodes: HNS networking and the Windows OVS datapath."""

@@ -1,0 +1,5 @@
+"""Test tiers: `unit` (no root), `integration` (root: netns, OVS), `lab` (the shared lab).
+
+Tests that need root are marked so; on a machine without root they fail loudly instead of
+being skipped, because the README's test command runs as root.
+"""

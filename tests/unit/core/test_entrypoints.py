@@ -1,0 +1,60 @@
+"""The console scripts: real checks at start-up, honest about what is not implemented."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+BIN = Path(sys.executable).parent
+
+
+def run(script: str, *args: str, stdin: str = "", env: dict | None = None):
+    return subprocess.run([str(BIN / script), *args], input=stdin, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_agent_rejects_a_bad_key_naming_it(tmp_path):
+    conf = tmp_path / "antrea-agent.conf"
+    conf.write_text("tunelType: vxlan\n")
+    proc = run("antrea-agent", "--config", str(conf))
+    assert proc.returncode == 2
+    assert 'unknown key "tunelType" (did you mean "tunnelType"?)' in proc.stderr
+
+
+def test_agent_prints_the_pipeline_built_from_enabled_features(tmp_path):
+    conf = tmp_path / "antrea-agent.conf"
+    conf.write_text("featureGates:\n  AntreaProxy: true\n")
+    proc = run("antrea-agent", "--config", str(conf), "--print-pipeline")
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[-1] for line in proc.stdout.splitlines()]
+    assert names[0] == "PipelineRootClassifier" and names[-1] == "Output"
+
+
+def test_agent_says_the_datapath_is_not_implemented():
+    proc = run("antrea-agent")
+    assert proc.returncode == 3
+    assert "not implemented yet" in proc.stderr
+
+
+def test_controller_rejects_bad_config_and_is_honest(tmp_path):
+    conf = tmp_path / "antrea-controller.conf"
+    conf.write_text("apiPort: many\n")
+    assert run("antrea-controller", "--config", str(conf)).returncode == 2
+    proc = run("antrea-controller")
+    assert proc.returncode == 3 and "not implemented yet" in proc.stderr
+
+
+def test_cni_version_and_spec_shaped_errors():
+    version = json.loads(run("antrea-cni", env={"CNI_COMMAND": "VERSION"}).stdout)
+    assert "1.0.0" in version["supportedVersions"]
+    proc = run("antrea-cni", stdin='{"cniVersion": "0.4.0"}', env={"CNI_COMMAND": "ADD"})
+    err = json.loads(proc.stdout)
+    assert proc.returncode == 1 and err["cniVersion"] == "0.4.0" and err["code"] >= 100
+    bad = json.loads(run("antrea-cni", stdin="{", env={"CNI_COMMAND": "ADD"}).stdout)
+    assert bad["code"] == 6
+    unknown = json.loads(run("antrea-cni", stdin="{}", env={"CNI_COMMAND": "FOO"}).stdout)
+    assert unknown["code"] == 4
