@@ -1,0 +1,247 @@
+"""Bring a lab up and down: network, API server, controller-manager, and per node OVS +
+kubelet. Each step records what it created in lab.json before the next one starts, so
+`down` can undo a half-finished `up` or a crashed lab."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from antrea_lab import processes
+from antrea_lab.credentials import ensure_credentials
+from antrea_lab.labdir import (
+    CLUSTER_CIDR,
+    NODE_CIDR_MASK,
+    NODE_PORT_RANGE,
+    SERVICE_CIDR,
+    LabDir,
+    LabError,
+    LabState,
+)
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+log = logging.getLogger("antrea.lab.cluster")
+
+Progress = Callable[[str], None]
+DEFAULT_API_PORT = 6443
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Step:
+    progress: Progress
+
+    def __call__(self, what: str, fn: Callable[[], object]) -> object:
+        start = time.monotonic()
+        self.progress(f"  {what} …")
+        result = fn()
+        self.progress(f"  {what}: done in {time.monotonic() - start:.1f}s")
+        return result
+
+
+def running(lab: LabDir) -> LabState | None:
+    """The lab's state if its API server is alive."""
+    state = lab.load()
+    if state is None:
+        return None
+    pid = state.pids.get("apiserver")
+    if pid and processes.is_ours(pid, str(lab.path)):
+        return state
+    return None
+
+
+def _start(lab: LabDir, state: LabState, component: str, argv: list[str],
+           netns: str | None = None) -> None:
+    pid = processes.spawn(argv, lab.log(component), lab.pids / f"{component}.pid",
+                          netns=netns)
+    state.pids[component] = pid
+    lab.save(state)
+
+
+def _wait_ready(lab: LabDir, port: int, timeout: float = 30.0) -> None:
+    ctx = ssl.create_default_context(cafile=str(lab.pki / "ca.crt"))
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        pid = lab.load().pids.get("apiserver", 0)  # type: ignore[union-attr]
+        if not processes.is_ours(pid, str(lab.path)):
+            raise LabError(f"the API server exited; see {lab.log('apiserver')}")
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=ctx,
+                                        timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise LabError(f"API server not ready after {timeout:.0f}s ({last}); "
+                   f"see {lab.log('apiserver')}")
+
+
+def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None,
+       progress: Progress = print) -> LabState:
+    from antrea_lab.node import ovs, topology  # imported late: they need root + pyroute2
+
+    if running(lab):
+        raise LabError(f"lab {lab.name} is already up (antrea-lab --name {lab.name} down "
+                       "first)")
+    if lab.load() is not None:
+        progress(f"cleaning up what is left of an earlier lab {lab.name}")
+        down(lab, progress=lambda _m: None)
+    port = api_port or (DEFAULT_API_PORT if _port_free(DEFAULT_API_PORT) else _free_port())
+    names = [f"node{i}" for i in range(1, nodes + 1)]
+    state = LabState(name=lab.name, api_port=port, nodes=names, cni=cni)
+    lab.save(state)
+    step = Step(progress)
+    progress(f"bringing up lab {lab.name}: {nodes} node(s), API on https://127.0.0.1:{port}")
+    step("credentials", lambda: ensure_credentials(lab, names, port))
+
+    def network() -> None:
+        # Recorded before creation: a failure half-way still leaves `down` the names.
+        state.netns = topology.plan(lab.name, names).all_netns()
+        lab.save(state)
+        state.topology = topology.create(lab.name, names).to_dict()
+        lab.save(state)
+    step("network namespaces (underlay, nodes, external)", network)
+
+    py = sys.executable
+    step("API server", lambda: (
+        _start(lab, state, "apiserver", [
+            py, "-m", "antrea_lab.apiserver", "--data-dir", str(lab.apiserver_data),
+            "--pki-dir", str(lab.pki), "--token-file", str(lab.tokens),
+            "--listen", f"127.0.0.1:{port}",
+            "--listen-netns", f"{lab.netns('underlay')}={topology.GATEWAY_IP}:{port}",
+            "--service-cluster-ip-range", SERVICE_CIDR,
+            "--service-node-port-range", NODE_PORT_RANGE]),
+        _wait_ready(lab, port)))
+    step("controller-manager", lambda: _start(lab, state, "controllers", [
+        py, "-m", "antrea_lab.controllers",
+        "--kubeconfig", str(lab.path / "controller-manager.kubeconfig"),
+        "--cluster-cidr", CLUSTER_CIDR, "--node-cidr-mask-size", str(NODE_CIDR_MASK)]))
+    for index, node in enumerate(names, start=1):
+        def start_node(node: str = node, index: int = index) -> None:
+            pids = ovs.NodeOVS(lab.netns(node), lab.ovs_dirs(node), lab.logs,
+                               log_prefix=node).start()
+            state.pids[f"{node}-ovsdb-server"] = pids.ovsdb_server
+            state.pids[f"{node}-ovs-vswitchd"] = pids.ovs_vswitchd
+            lab.save(state)
+            lab.cni_conf_dir(node).mkdir(parents=True, exist_ok=True)
+            lab.cni_bin_dir(node).mkdir(parents=True, exist_ok=True)
+            argv = [py, "-m", "antrea_lab.node.kubelet", "--node-name", node,
+                    "--kubeconfig", str(lab.node_kubeconfig(node)),
+                    "--node-ip", topology.node_ip(index), "--lab-name", lab.name,
+                    "--cni-conf-dir", str(lab.cni_conf_dir(node)),
+                    "--cni-bin-dir", f"{lab.cni_bin_dir(node)}:/usr/lib/cni",
+                    "--pod-dir", str(lab.pod_dir(node))]
+            if cni == "bridge":
+                argv.append("--install-bridge-cni")
+            _start(lab, state, f"{node}-kubelet", argv, netns=lab.netns(node))
+        step(f"{node}: Open vSwitch + kubelet", start_node)
+    step("nodes Ready", lambda: wait_nodes_ready(lab, names))
+    if cni == "bridge":
+        step("pod routes between nodes (bridge mode)", lambda: route_pod_cidrs(lab))
+    return state
+
+
+def route_pod_cidrs(lab: LabDir) -> None:
+    """Bridge mode only: route every node's podCIDRs via its underlay IP on every other
+    node, as a host-gateway network does. (antrea-agent replaces this with tunnels.)"""
+    from kubernetes import client
+    from pyroute2 import NetNS
+
+    nodes = client.CoreV1Api(kube_client(lab)).list_node().items
+    routes: list[tuple[str, str, str]] = []  # (node, cidr, via)
+    for node in nodes:
+        ip = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+        for cidr in node.spec.pod_cidrs or ([node.spec.pod_cidr] if node.spec.pod_cidr else []):
+            if ":" not in cidr:
+                routes.append((node.metadata.name, cidr, ip))
+    for node in nodes:
+        with NetNS(lab.netns(node.metadata.name)) as ns:
+            for owner, cidr, via in routes:
+                if owner != node.metadata.name:
+                    ns.route("replace", dst=cidr, gateway=via)
+
+
+def kube_client(lab: LabDir) -> ApiClient:
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(lab.kubeconfig))
+
+
+def wait_nodes_ready(lab: LabDir, names: list[str], timeout: float = 60.0) -> None:
+    from kubernetes import client
+
+    api = client.CoreV1Api(kube_client(lab))
+    deadline = time.monotonic() + timeout
+    missing = set(names)
+    while time.monotonic() < deadline:
+        ready = set()
+        for node in api.list_node().items:
+            conds = {c.type: c.status for c in (node.status.conditions or [])}
+            if conds.get("Ready") == "True":
+                ready.add(node.metadata.name)
+        missing = set(names) - ready
+        if not missing:
+            return
+        time.sleep(0.2)
+    raise LabError(f"nodes not Ready after {timeout:.0f}s: {', '.join(sorted(missing))}; "
+                   f"see {lab.logs}/<node>-kubelet.log")
+
+
+def down(lab: LabDir, progress: Progress = print) -> bool:
+    """Stop every process and delete every netns recorded for the lab; False if none."""
+    from antrea_lab.node import netns, topology
+
+    state = lab.load()
+    if state is None:
+        return False
+    marker = str(lab.path)
+    # Kubelets first (they own pod processes), then the rest; the API server last.
+    order = sorted(state.pids, key=lambda c: (c == "apiserver", "kubelet" not in c))
+    for component in order:
+        if processes.stop(state.pids[component], marker):
+            progress(f"  stopped {component} (pid {state.pids[component]})")
+    # Whatever still runs inside a lab netns (pod containers, a stray kubelet) is ours.
+    for name in [*pod_netns(lab), *state.netns]:
+        for pid in processes.in_netns(name):
+            processes.stop(pid, "", timeout=3)
+    if state.topology:
+        topology.destroy(state.topology)
+    for name in [*state.netns, *pod_netns(lab)]:
+        netns.delete(name)
+    lab.state_file.unlink()
+    progress(f"lab {lab.name} is down")
+    return True
+
+
+def pod_netns(lab: LabDir) -> list[str]:
+    from antrea_lab.node import netns
+
+    prefix = f"antrea-{lab.name}-pod-"
+    return sorted(p.name for p in netns.NETNS_RUN_DIR.glob(f"{prefix}*"))
+

@@ -1,0 +1,1 @@
+"""The lab controller-manager: node IPAM, EndpointSlices, namespaces, scheduler."""

@@ -1,0 +1,161 @@
+"""The lab's network: an underlay netns with a bridge, one netns per node, an external netns.
+
+Everything lives in network namespaces named ``antrea-<lab>-...``; nothing is created in
+the root netns and the underlay has no link out of the lab. ``create`` is idempotent and
+returns a :class:`Topology` whose ``to_dict`` goes into lab.json; ``destroy`` needs only
+that dict (it deletes the recorded namespaces, which takes their devices with them).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyroute2 import NetNS
+
+from antrea_lab.node import netns
+
+log = logging.getLogger("antrea.lab.topology")
+
+UNDERLAY_SUBNET = ipaddress.ip_network("192.168.77.0/24")
+GATEWAY_IP = "192.168.77.1"
+CONTROL_PLANE_IP = GATEWAY_IP  # the API server listens here inside the underlay netns
+EXTERNAL_IP = "192.168.77.254"
+BRIDGE = "underlay"
+NODE_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+}
+
+
+def node_ip(index: int) -> str:
+    """Address of node ``index`` (1-based): 192.168.77.(10+i)."""
+    return str(UNDERLAY_SUBNET.network_address + 10 + index)
+
+
+@dataclass
+class NodeNet:
+    name: str
+    netns: str
+    ip: str
+    veth: str  # underlay-side end; the node side is always eth0
+    ifname: str = "eth0"
+
+
+@dataclass
+class Topology:
+    lab: str
+    underlay_netns: str
+    bridge: str
+    gateway_ip: str
+    prefix_len: int
+    external_netns: str
+    external_ip: str
+    nodes: list[NodeNet] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Topology:
+        data = dict(data)
+        data["nodes"] = [NodeNet(**n) for n in data.get("nodes", [])]
+        return cls(**data)
+
+    def node(self, name: str) -> NodeNet:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def all_netns(self) -> list[str]:
+        return [self.underlay_netns, *(n.netns for n in self.nodes), self.external_netns]
+
+    netns_names = all_netns
+
+
+def netns_name(lab: str, part: str) -> str:
+    return f"antrea-{lab}-{part}"
+
+
+def plan(lab: str, nodes: int | Sequence[str]) -> Topology:
+    """The topology for ``nodes`` (a count, or names; node i gets 192.168.77.(10+i))."""
+    names = [f"node{i}" for i in range(1, nodes + 1)] if isinstance(nodes, int) else list(nodes)
+    prefix = UNDERLAY_SUBNET.prefixlen
+    return Topology(
+        lab=lab,
+        underlay_netns=netns_name(lab, "underlay"),
+        bridge=BRIDGE,
+        gateway_ip=GATEWAY_IP,
+        prefix_len=prefix,
+        external_netns=netns_name(lab, "external"),
+        external_ip=EXTERNAL_IP,
+        nodes=[
+            NodeNet(name=name, netns=netns_name(lab, name), ip=node_ip(i), veth=name)
+            for i, name in enumerate(names, start=1)
+        ],
+    )
+
+
+def create(lab: str, nodes: int | Sequence[str]) -> Topology:
+    """Build (or complete) the lab network for ``nodes`` (a count or node names)."""
+    topo = plan(lab, nodes)
+    for name in topo.all_netns():
+        netns.ensure(name)
+    with NetNS(topo.underlay_netns) as ul:
+        _up(ul, "lo")
+        if not ul.link_lookup(ifname=topo.bridge):
+            ul.link("add", ifname=topo.bridge, kind="bridge")
+        bridge_idx = ul.link_lookup(ifname=topo.bridge)[0]
+        _ensure_addr(ul, bridge_idx, topo.gateway_ip, topo.prefix_len)
+        ul.link("set", index=bridge_idx, state="up")
+        ends = [(n.veth, n.netns, n.ip) for n in topo.nodes]
+        ends.append(("external", topo.external_netns, topo.external_ip))
+        for veth, peer_ns, _ in ends:
+            if not ul.link_lookup(ifname=veth):
+                ul.link("add", ifname=veth, kind="veth",
+                        peer={"ifname": "eth0", "net_ns_fd": peer_ns})
+            idx = ul.link_lookup(ifname=veth)[0]
+            ul.link("set", index=idx, master=bridge_idx, state="up")
+    for veth, peer_ns, ip in ends:
+        with NetNS(peer_ns) as ns:
+            _up(ns, "lo")
+            idx = ns.link_lookup(ifname="eth0")
+            if not idx:
+                raise RuntimeError(f"eth0 missing in {peer_ns} although {veth} exists")
+            _ensure_addr(ns, idx[0], ip, topo.prefix_len)
+            ns.link("set", index=idx[0], state="up")
+    for n in topo.nodes:
+        netns.set_sysctls(n.netns, NODE_SYSCTLS)
+        # The node's eth0 may become a port of a userspace OVS bridge (tunnels).
+        netns.disable_tx_checksum(n.netns, "eth0")
+    log.info("lab network ready lab=%s nodes=%s", lab, [n.name for n in topo.nodes])
+    return topo
+
+
+def destroy(topo: Topology | dict[str, Any]) -> list[str]:
+    """Delete the namespaces recorded in ``topo``; returns those that existed."""
+    if isinstance(topo, dict):
+        topo = Topology.from_dict(topo)
+    removed = [name for name in reversed(topo.all_netns()) if netns.delete(name)]
+    log.info("lab network removed lab=%s netns=%s", topo.lab, removed)
+    return removed
+
+
+def delete_netns(name: str) -> bool:
+    """Delete one lab netns by name (e.g. a pod's); False if it did not exist."""
+    return netns.delete(name)
+
+
+def _up(ns: NetNS, ifname: str) -> None:
+    ns.link("set", index=ns.link_lookup(ifname=ifname)[0], state="up")
+
+
+def _ensure_addr(ns: NetNS, index: int, ip: str, prefix_len: int) -> None:
+    for addr in ns.get_addr(index=index):
+        if addr.get("address") == ip:
+            return
+    ns.addr("add", index=index, address=ip, prefixlen=prefix_len)
