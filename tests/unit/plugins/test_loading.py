@@ -104,7 +104,7 @@ def test_agent_config_enables_an_installed_third_party_feature(example_installed
 
     conf = tmp_path / "antrea-agent.conf"
     conf.write_text("featureGates:\n  PacketCounter: true\n")
-    config, plugins, layout = prepare(conf)
+    _config, plugins, layout = prepare(conf)
     assert "PacketCounter" in plugins.features
     assert layout.table_id("PacketCounter") < layout.table_id("L3Forwarding")
     conf.write_text("featureGates:\n  PacketCounter: false\n")
@@ -119,5 +119,5 @@ def test_gate_of_a_plugin_that_is_not_installed_is_an_unknown_key(tmp_path):
 
     conf = tmp_path / "antrea-agent.conf"
     conf.write_text("featureGates:\n  PacketCounter: true\n")
-    with pytest.raises(ConfigError, match='featureGates.PacketCounter: unknown feature gate'):
+    with pytest.raises(ConfigError, match=r'featureGates\.PacketCounter: unknown feature gate'):
         prepare(conf)
