@@ -20,7 +20,7 @@ from antrea_lab import processes
 from antrea_lab.credentials import ensure_credentials
 from antrea_lab.labdir import LabDir
 from antrea_lab.node import netns, sandbox, topology
-from antrea_lab.node.ovs import pid_is
+from antrea_lab.processes import is_ours as pid_is
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from antrea_lab.node import netns
-from antrea_lab.node.ovs import NodeOVS, pid_is
+from antrea_lab.node.ovs import NodeOVS
+from antrea_lab.processes import is_ours as pid_is
 
 pytestmark = pytest.mark.integration
 

@@ -235,7 +235,7 @@ CONTAINER_PORT: Message = {
 }
 
 KEY_SELECTOR: Message = {
-    1: nested("localObjectReference", LOCAL_OBJECT_REFERENCE),  # inlined, see _inline
+    1: nested("localObjectReference", LOCAL_OBJECT_REFERENCE),  # inlined, see _INLINE
     2: text("key", keep=True),
     3: flag("optional", keep=True),
 }

@@ -10,15 +10,15 @@ Processes daemonize and are tracked through their pidfiles; stop checks
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from antrea_lab import processes
 
 log = logging.getLogger("antrea.lab.ovs")
 
@@ -113,7 +113,7 @@ class NodeOVS:
             pid = self.running_pid(binary)
             if pid is None:
                 continue
-            stop_pid(pid, binary, timeout)
+            processes.stop(pid, binary, timeout)
             stopped.append(pid)
             self.pidfile(binary).unlink(missing_ok=True)
         log.info("OVS stopped netns=%s pids=%s", self.netns, stopped)
@@ -124,7 +124,7 @@ class NodeOVS:
             pid = int(self.pidfile(binary).read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if pid_is(pid, binary) else None
+        return pid if processes.is_ours(pid, binary) else None
 
     def pids(self) -> OVSPids | None:
         db, vs = self.running_pid(DB_SERVER), self.running_pid(VSWITCHD)
@@ -168,36 +168,6 @@ class NodeOVS:
             if time.monotonic() > deadline:
                 raise OVSError(f"timed out waiting for {what}")
             time.sleep(0.05)
-
-
-def pid_is(pid: int, binary: str) -> bool:
-    """True if ``pid`` is alive and its command line mentions ``binary``."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return binary.encode() in cmdline
-
-
-def stop_pid(pid: int, binary: str, timeout: float = 10.0) -> None:
-    """SIGTERM ``pid`` if it is ``binary``, SIGKILL after ``timeout``."""
-    if not pid_is(pid, binary):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_is(pid, binary):
-        if time.monotonic() > deadline:
-            log.warning("SIGKILL pid=%d binary=%s after %gs", pid, binary, timeout)
-            os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-        time.sleep(0.05)
-        _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    # Only our own children can be reaped; daemonized ones belong to init.
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def start(netns: str, base: Path, log_dir: Path | None = None, prefix: str = "") -> dict[str, int]:
