@@ -119,3 +119,46 @@ def test_invalid_crd_is_rejected(api):
     with pytest.raises(ApiException) as e:
         ext.create_custom_resource_definition(bad)
     assert e.value.status == 422 and "metadata.name" in e.value.body
+
+
+def test_deleting_crd_ends_its_watches(apiserver, api, crd):
+    import json
+    import threading
+
+    from apiserver_harness import raw_request
+
+    ext, _ = crd
+    result = {}
+
+    def watch():
+        result["r"] = raw_request(apiserver, "GET", "/apis/lab.antrea.io/v1/namespaces/"
+                                  "default/widgets?watch=1&timeoutSeconds=20", timeout=30)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    ext.delete_custom_resource_definition("widgets.lab.antrea.io")
+    t.join(10)
+    assert not t.is_alive()
+    events = [json.loads(x) for x in result["r"].body.splitlines() if x.strip()]
+    assert events[-1]["type"] == "ERROR" and events[-1]["object"]["code"] == 410
+
+
+def test_crds_and_their_objects_survive_restart(server_factory, tmp_path):
+    from apiserver_harness import client_for
+
+    data = tmp_path / "crdstate"
+    srv = server_factory(data_dir=data)
+    api = client_for(srv)
+    ApiextensionsV1Api(api).create_custom_resource_definition(CRD)
+    CustomObjectsApi(api).create_namespaced_custom_object(
+        "lab.antrea.io", "v1", "default", "widgets", widget("w", size=2))
+    srv.stop()
+    srv2 = server_factory(data_dir=data)
+    co = CustomObjectsApi(client_for(srv2))
+    got = co.get_namespaced_custom_object("lab.antrea.io", "v1", "default", "widgets", "w")
+    assert got["spec"] == {"size": 2, "color": "blue"}
+    with pytest.raises(ApiException) as e:  # the schema is enforced again after restart
+        co.create_namespaced_custom_object("lab.antrea.io", "v1", "default", "widgets",
+                                           widget("bad", size=0))
+    assert e.value.status == 422

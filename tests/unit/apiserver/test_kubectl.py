@@ -62,6 +62,9 @@ def test_apply_twice_with_a_change(kubectl, core):
     assert "pod/web configured" in r.stdout
     assert core.read_namespaced_pod("web", "default").spec.containers[0].image == "nginx:1.26"
     assert "unchanged" in kubectl("apply", "-f", "-", stdin=POD % "1.26").stdout
+    # a label dropped from the manifest is removed (last-applied-configuration diff)
+    kubectl("apply", "-f", "-", stdin=(POD % "1.26").replace("{app: web}", "{tier: x}"))
+    assert core.read_namespaced_pod("web", "default").metadata.labels == {"tier": "x"}
 
     assert "created" in kubectl("apply", "-f", "-", stdin=NETPOL % 80).stdout
     assert "configured" in kubectl("apply", "-f", "-", stdin=NETPOL % 8080).stdout
@@ -118,12 +121,46 @@ def test_get_watch_streams_changes(kubectl, core, apiserver):
     assert "a" in names and "b" in names
 
 
-def test_typed_create_sends_protobuf_and_gets_a_clear_415(kubectl, core):
-    # Generated `kubectl create configmap` encodes protobuf; the lab serves JSON only.
-    r = kubectl("create", "configmap", "typed", "--from-literal=k=v", check=False)
-    assert r.returncode != 0 and "unknown format" in r.stderr
-    assert core.list_namespaced_config_map("default").items == []
-    # manifests go as JSON and work
-    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: typed}\ndata: {k: v}\n"
-    kubectl("create", "-f", "-", stdin=cm)
-    assert core.read_namespaced_config_map("typed", "default").data == {"k": "v"}
+def test_typed_create_commands_send_protobuf_and_work(kubectl, core):
+    kubectl("create", "namespace", "typed-ns")
+    assert core.read_namespace("typed-ns").status.phase == "Active"
+    kubectl("create", "configmap", "typed", "-n", "typed-ns", "--from-literal=k=v")
+    assert core.read_namespaced_config_map("typed", "typed-ns").data == {"k": "v"}
+    kubectl("create", "secret", "generic", "s", "-n", "typed-ns", "--from-literal=pw=x")
+    assert core.read_namespaced_secret("s", "typed-ns").data == {"pw": "eA=="}
+    kubectl("create", "serviceaccount", "robot", "-n", "typed-ns")
+    token = kubectl("create", "token", "robot", "-n", "typed-ns").stdout.strip()
+    assert token.count(".") == 2  # a signed JWT
+
+
+def test_apply_custom_resource_twice(kubectl, api):
+    from kubernetes.client import ApiextensionsV1Api, CustomObjectsApi
+    from test_crds import CRD
+
+    ApiextensionsV1Api(api).create_custom_resource_definition(CRD)
+    w = ("apiVersion: lab.antrea.io/v1\nkind: Widget\nmetadata: {name: w}\n"
+         "spec: {size: %d}\n")
+    assert "created" in kubectl("apply", "-f", "-", stdin=w % 1).stdout
+    assert "configured" in kubectl("apply", "-f", "-", stdin=w % 4).stdout
+    got = CustomObjectsApi(api).get_namespaced_custom_object(
+        "lab.antrea.io", "v1", "default", "widgets", "w")
+    assert got["spec"]["size"] == 4
+    r = kubectl("apply", "-f", "-", stdin=w % 0, check=False)
+    assert r.returncode != 0 and "spec.size" in r.stderr
+    out = kubectl("get", "widgets").stdout
+    assert out.splitlines()[1].split()[0] == "w"
+
+
+def test_server_side_apply_removes_keyed_list_elements_it_no_longer_applies(kubectl, core):
+    svc = ("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  selector: {app: s}\n"
+           "  ports:\n  - {name: http, port: 80}\n  - {name: https, port: 443}\n")
+    kubectl("apply", "--server-side", "-f", "-", stdin=svc)
+    ports = core.read_namespaced_service("s", "default").spec.ports
+    assert sorted(p.port for p in ports) == [80, 443]
+    kubectl("apply", "--server-side", "-f", "-",
+            stdin=svc.replace("  - {name: https, port: 443}\n", ""))
+    got = core.read_namespaced_service("s", "default")
+    assert [p.port for p in got.spec.ports] == [80]
+    assert got.spec.cluster_ip  # server-set fields survive re-apply
+    mf = next(m for m in got.metadata.managed_fields if m.operation == "Apply")
+    assert list(mf.fields_v1["f:spec"]["f:ports"]) == ['k:{"port":80}']

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from kubernetes.client import CoreV1Api, NetworkingV1Api
 from kubernetes.client.rest import ApiException
@@ -195,3 +197,26 @@ def test_networkpolicy_round_trip(api):
     assert np.spec.policy_types == ["Ingress"]
     assert [n.metadata.name for n in net.list_network_policy_for_all_namespaces().items] == \
         ["deny"]
+
+
+@pytest.mark.parametrize("spec,field", [
+    ({"podSelector": {}, "policyTypes": ["Sideways"]}, "spec.policyTypes[0]"),
+    ({"podSelector": {}, "ingress": [{"from": [{}]}]}, "spec.ingress[0].from[0]"),
+    ({"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8",
+                                                        "except": ["11.0.0.0/16"]}}]}]},
+     "spec.egress[0].to[0].ipBlock.except[0]"),
+    ({"podSelector": {}, "ingress": [{"ports": [{"port": 0}]}]},
+     "spec.ingress[0].ports[0].port"),
+    ({"podSelector": {}, "ingress": [{"ports": [{"port": 80, "endPort": 70}]}]},
+     "spec.ingress[0].ports[0].endPort"),
+    ({"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}},
+     "spec.podSelector.matchExpressions[0].values"),
+])
+def test_networkpolicy_validation_names_the_field(api, spec, field):
+    net = NetworkingV1Api(api)
+    with pytest.raises(ApiException) as e:
+        net.create_namespaced_network_policy("default", {"metadata": {"name": "bad"},
+                                                         "spec": spec})
+    assert e.value.status == 422
+    causes = json.loads(e.value.body)["details"]["causes"]
+    assert [c["field"] for c in causes] == [field]

@@ -39,12 +39,12 @@ def test_discovery_documents(raw):
     assert raw("GET", "/apis/nope.io/v1").status == 404
 
 
-def test_protobuf_is_refused_so_clients_fall_back(raw):
+def test_protobuf_answers_are_refused_and_bodies_are_decoded_or_rejected(raw):
     r = raw("GET", "/api/v1/pods", headers={"Accept": "application/vnd.kubernetes.protobuf"})
     assert r.status == 406
     r = raw("POST", "/api/v1/namespaces/default/configmaps", b"\x00\x01",
             headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
-    assert r.status == 415
+    assert r.status == 400 and "magic" in r.json()["message"]
     r = raw("GET", "/api/v1/pods", headers={
         "Accept": "application/vnd.kubernetes.protobuf, application/json"})
     assert r.status == 200
@@ -113,3 +113,20 @@ def test_state_survives_restart_and_resource_version_continues(server_factory, t
         core2.create_namespaced_service("keep", {"metadata": {"name": "dup"}, "spec": {
             "clusterIP": svc.spec.cluster_ip, "ports": [{"port": 80}]}})
     assert e.value.status == 422
+
+
+def test_partial_object_metadata_for_metadata_clients(core: CoreV1Api, raw):
+    core.create_namespaced_config_map("default", {"metadata": {"name": "cm",
+                                                               "labels": {"a": "b"}},
+                                                  "data": {"secret": "x"}})
+    accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+    body = raw("GET", "/api/v1/namespaces/default/configmaps",
+               headers={"Accept": accept}).json()
+    assert body["kind"] == "PartialObjectMetadataList"
+    (item,) = body["items"]
+    assert item["kind"] == "PartialObjectMetadata" and item["apiVersion"] == "meta.k8s.io/v1"
+    assert item["metadata"]["name"] == "cm" and item["metadata"]["labels"] == {"a": "b"}
+    assert "data" not in body["items"][0]
+    one = raw("GET", "/api/v1/namespaces/default/configmaps/cm", headers={
+        "Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}).json()
+    assert one["kind"] == "PartialObjectMetadata" and one["metadata"]["labels"] == {"a": "b"}

@@ -181,3 +181,111 @@ def test_slow_watcher_is_closed_with_410_instead_of_buffering(server_factory):
     assert len(events) < 50
     watchers = srv.call(lambda: len(srv.server.store.resources[("", "configmaps")].watchers))
     assert watchers == 0
+
+
+def test_abandoned_watch_is_unregistered(apiserver):
+    import urllib3
+
+    pool = urllib3.PoolManager(ca_certs=str(apiserver.server.pki_dir / "ca.crt"))
+    r = pool.request("GET", apiserver.url + "/api/v1/namespaces/default/configmaps?watch=1",
+                     headers={"Authorization": "Bearer lab-admin-token"},
+                     preload_content=False)
+    assert r.status == 200
+
+    def count():
+        rs = apiserver.server.store.resources.get(("", "configmaps"))
+        return len(rs.watchers) if rs else 0
+
+    assert apiserver.call(count) == 1
+    r.close()
+    pool.clear()
+    deadline = time.monotonic() + 5
+    while apiserver.call(count) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert apiserver.call(count) == 0
+
+
+def test_shared_informer_tracks_objects(core: CoreV1Api):
+    from kubernetes.informer import SharedInformer
+
+    informer = SharedInformer(core.list_namespaced_config_map, namespace="default")
+    seen: list[str] = []
+    informer.add_event_handler("ADDED", lambda obj: seen.append(obj.metadata.name))
+    core.create_namespaced_config_map("default", cm("before"))
+    informer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "before" not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        core.create_namespaced_config_map("default", cm("after"))
+        core.delete_namespaced_config_map("before", "default")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            keys = sorted(o.metadata.name for o in informer.cache.list())
+            if keys == ["after"] and "after" in seen:
+                break
+            time.sleep(0.1)
+        assert sorted(o.metadata.name for o in informer.cache.list()) == ["after"]
+        assert {"before", "after"} <= set(seen)
+    finally:
+        informer.stop()
+
+
+def test_too_old_continue_token_is_410(server_factory):
+    from kubernetes.client.rest import ApiException
+
+    srv = server_factory(history_window=3)
+    core = CoreV1Api(client_for(srv))
+    for i in range(3):
+        core.create_namespaced_config_map("default", cm(f"a{i}"))
+    page = core.list_namespaced_config_map("default", limit=1)
+    token = page.metadata._continue
+    assert token
+    for i in range(5):  # push the page's resourceVersion out of the window
+        core.create_namespaced_config_map("default", cm(f"b{i}"))
+    with pytest.raises(ApiException) as e:
+        core.list_namespaced_config_map("default", limit=1, _continue=token)
+    assert e.value.status == 410 and "continue" in e.value.body
+
+
+def test_concurrent_writers_every_watcher_sees_every_event_in_order(apiserver, core):
+    import urllib3
+
+    rv = core.list_namespaced_config_map("default").metadata.resource_version
+    total, results = 200, []
+
+    def watcher():
+        pool = urllib3.PoolManager(ca_certs=str(apiserver.server.pki_dir / "ca.crt"))
+        r = pool.request("GET", apiserver.url + "/api/v1/namespaces/default/configmaps"
+                         f"?watch=1&resourceVersion={rv}&timeoutSeconds=15",
+                         headers={"Authorization": "Bearer lab-admin-token"},
+                         preload_content=False)
+        rvs, buf = [], b""
+        for chunk in r.stream(65536):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            rvs += [int(json.loads(x)["object"]["metadata"]["resourceVersion"])
+                    for x in lines if x]
+            if len(rvs) >= total:
+                break
+        r.close()
+        results.append(rvs)
+
+    watchers = [threading.Thread(target=watcher, daemon=True) for _ in range(3)]
+    for t in watchers:
+        t.start()
+    time.sleep(0.3)
+
+    def writer(k):
+        c = CoreV1Api(client_for(apiserver))
+        for n in range(k, total, 4):
+            c.create_namespaced_config_map("default", cm(f"c{n}"))
+
+    writers = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in writers:
+        t.start()
+    for t in writers + watchers:
+        t.join(30)
+    assert len(results) == 3
+    for rvs in results:
+        assert len(rvs) == total and rvs == sorted(rvs) and len(set(rvs)) == total

@@ -13,7 +13,9 @@ from antrea_lab.apiserver.tables import format_label_selector, human_duration, j
 pytestmark = pytest.mark.unit
 
 NOW = dt.datetime(2025, 1, 10, 12, 0, 0, tzinfo=dt.UTC)
+# Core kinds win where another group reuses the kind name (events.k8s.io Event).
 INFOS = {i.kind: i for i in BUILTIN}
+INFOS.update({i.kind: i for i in BUILTIN if i.group == ""})
 
 
 def _ts(seconds_ago: int) -> str:

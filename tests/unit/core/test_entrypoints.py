@@ -53,7 +53,8 @@ def test_cni_version_and_spec_shaped_errors():
     assert "1.0.0" in version["supportedVersions"]
     proc = run("antrea-cni", stdin='{"cniVersion": "0.4.0"}', env={"CNI_COMMAND": "ADD"})
     err = json.loads(proc.stdout)
-    assert proc.returncode == 1 and err["cniVersion"] == "0.4.0" and err["code"] >= 100
+    assert proc.returncode == 1 and err["cniVersion"] == "0.4.0"
+    assert err["code"] == 4 and "CNI_CONTAINERID" in err["msg"]
     bad = json.loads(run("antrea-cni", stdin="{", env={"CNI_COMMAND": "ADD"}).stdout)
     assert bad["code"] == 6
     unknown = json.loads(run("antrea-cni", stdin="{}", env={"CNI_COMMAND": "FOO"}).stdout)

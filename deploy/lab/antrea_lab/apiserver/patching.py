@@ -151,7 +151,7 @@ _MERGE_KEYS: dict[tuple[str, str], str] = {
 }
 
 
-def _merge_key(field: str, parent: str, kind: str) -> str | None:
+def merge_key(field: str, parent: str, kind: str) -> str | None:
     if field == "ports" and parent == "spec" and kind != "Service":
         return None
     if (field, parent) in _MERGE_KEYS:
@@ -197,12 +197,12 @@ def _smp_map(target: dict[str, Any], patch: dict[str, Any], parent: str,
         if key.startswith("$setElementOrder/") and isinstance(order, list):
             field = key.split("/", 1)[1]
             if isinstance(target.get(field), list):
-                target[field] = _apply_order(target[field], order, _merge_key(field, parent, kind))
+                target[field] = _apply_order(target[field], order, merge_key(field, parent, kind))
     return target
 
 
 def _smp_list(current: Any, patch: list[Any], field: str, parent: str, kind: str) -> list[Any]:
-    key = _merge_key(field, parent, kind)
+    key = merge_key(field, parent, kind)
     cur = current if isinstance(current, list) else []
     if key is None:
         return [_strip_directives(copy.deepcopy(v)) for v in patch

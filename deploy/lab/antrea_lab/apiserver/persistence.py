@@ -90,7 +90,7 @@ class SqlitePersistence:
                             [(k,) for k, v in batch.items() if v is None])
             cur.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('rv', ?)", (str(rv),))
             self._db.commit()
-        log.debug("flushed %d objects, rv=%d", len(batch), rv)
+        log.debug("flushed objects=%d rv=%d", len(batch), rv)
 
     def flush_now(self) -> None:
         """Synchronous flush (shutdown, tests)."""
@@ -110,4 +110,4 @@ class SqlitePersistence:
         self._executor.shutdown(wait=True)
         with self._db_lock:
             self._db.close()
-        log.info("state flushed to %s", self.path)
+        log.info("state flushed path=%s", self.path)

@@ -80,4 +80,11 @@ BUILTIN: tuple[ResourceInfo, ...] = (
                  "ClusterRoleBinding", False),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    ResourceInfo("apiregistration.k8s.io", "v1", "apiservices", "APIService", False,
+                 subresources=("status",)),
+    ResourceInfo("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                 "MutatingWebhookConfiguration", False),
+    ResourceInfo("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+                 "ValidatingWebhookConfiguration", False),
+    ResourceInfo("events.k8s.io", "v1", "events", "Event", True, short_names=("ev",)),
 )

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .apply import applied_fields, from_fields_v1, remove_unowned, to_fields_v1
+from .apply import applied_fields, remove_unowned
 from .catalog import Catalog
 from .crds import CustomResourceStrategy
 from .errors import APIError, FieldError, already_exists, bad_request, conflict, gone, invalid
@@ -380,7 +380,7 @@ class RestAPI:
         md = applied.get("metadata")
         if not isinstance(md, dict) or (md.get("name") and md["name"] != name):
             raise bad_request("the name of the applied configuration does not match the URL")
-        fields = applied_fields(applied)
+        fields = applied_fields(applied, keyed_lists=info.builtin)
         if entry is None:
             if subresource:
                 raise _not_found_err(info, name)
@@ -470,9 +470,10 @@ class RestAPI:
         return out
 
     def delete_all_of(self, info: ResourceInfo) -> None:
-        """Remove every object of a resource at once (its CRD is gone)."""
+        """Remove every object of a resource at once (its CRD is gone), end its watches."""
         for _, entry in self.store.items(info):
             self._remove(info, entry.obj)
+        self.store.resource(info).close_watchers()
 
     # --- subresources ------------------------------------------------------------------
 
@@ -514,7 +515,7 @@ def _record_manager(obj: Obj, manager: str, operation: str, api_version: str,
     entry: dict[str, Any] = {"manager": manager, "operation": operation,
                              "apiVersion": api_version, "time": now_rfc3339(),
                              "fieldsType": "FieldsV1",
-                             "fieldsV1": to_fields_v1(fields) if fields is not None else {}}
+                             "fieldsV1": fields if fields is not None else {}}
     if subresource:
         entry["subresource"] = subresource
     entries.append(entry)
@@ -525,5 +526,5 @@ def _previous_apply(obj: Obj, manager: str, subresource: str) -> dict[str, Any] 
     for e in obj["metadata"].get("managedFields") or []:
         if e.get("manager") == manager and e.get("operation") == "Apply" \
                 and e.get("subresource", "") == subresource:
-            return from_fields_v1(e.get("fieldsV1") or {})
+            return e.get("fieldsV1") or {}
     return None

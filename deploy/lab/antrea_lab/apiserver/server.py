@@ -7,6 +7,7 @@ no garbage collection).
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import json
 import logging
@@ -24,9 +25,10 @@ from .errors import APIError
 from .handlers import Handlers, json_response
 from .namespace_strategy import NamespaceStrategy
 from .netns import listen_in_netns
+from .networkpolicy_strategy import NetworkPolicyStrategy
 from .persistence import SqlitePersistence
 from .pod_strategy import PodStrategy
-from .rest import RestAPI
+from .rest import MERGE_PATCH, RestAPI
 from .service_strategy import ServiceStrategy
 from .storage import Store
 from .strategy import Strategy
@@ -74,6 +76,7 @@ class APIServer:
             ("", "pods"): PodStrategy(),
             ("", "services"): self.services,
             ("", "namespaces"): NamespaceStrategy(),
+            ("networking.k8s.io", "networkpolicies"): NetworkPolicyStrategy(),
         }
         self.rest = RestAPI(self.store, self.catalog, strategies)
         strategies[CRD_KEY] = CRDStrategy(self.catalog, self.rest.delete_all_of)
@@ -179,7 +182,8 @@ class APIServer:
         for (group, resource), objs in rows.items():
             info = self.catalog.storage_info(group, resource)
             if info is None:
-                log.warning("stored objects of unknown resource %s/%s skipped", group, resource)
+                log.warning("skipping stored objects of unknown resource group=%s resource=%s",
+                            group, resource)
                 continue
             self.store.load(info, objs)
             count += len(objs)
@@ -187,7 +191,7 @@ class APIServer:
         assert svc_info is not None
         for _, entry in self.store.items(svc_info):
             self.services.mark(entry.obj)
-        log.info("loaded %d objects, resourceVersion %d", count, self.store.rv)
+        log.info("state loaded objects=%d resourceVersion=%d", count, self.store.rv)
 
     def _bootstrap(self) -> None:
         ns_info = self.rest.ns_info
@@ -206,6 +210,38 @@ class APIServer:
                                     "targetPort": 6443}]},
             }, field_manager="kube-apiserver")
 
+    def reconcile_kubernetes_endpoints(self, ip: str, port: int) -> None:
+        """Endpoints + EndpointSlice of default/kubernetes -> ip:port (and its targetPort)."""
+        svc_info = self.catalog.lookup("", "v1", "services")
+        ep_info = self.catalog.lookup("", "v1", "endpoints")
+        slice_info = self.catalog.lookup("discovery.k8s.io", "v1", "endpointslices")
+        assert svc_info and ep_info and slice_info
+        svc = self.store.get(svc_info, "default", "kubernetes")
+        if svc is not None and svc.obj["spec"]["ports"][0].get("targetPort") != port:
+            self.rest.patch(svc_info, "default", "kubernetes", MERGE_PATCH,
+                            {"spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                                 "targetPort": port}]}},
+                            field_manager="kube-apiserver")
+        labels = {"endpointslice.kubernetes.io/skip-mirror": "true"}
+        ep = {"metadata": {"name": "kubernetes", "labels": labels},
+              "subsets": [{"addresses": [{"ip": ip}],
+                           "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
+        family = "IPv6" if ":" in ip else "IPv4"
+        eps = {"metadata": {"name": "kubernetes",
+                            "labels": {"kubernetes.io/service-name": "kubernetes"}},
+               "addressType": family,
+               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+               "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+        for info, body in ((ep_info, ep), (slice_info, eps)):
+            current = self.store.get(info, "default", "kubernetes")
+            if current is None:
+                self.rest.create(info, "default", body, field_manager="kube-apiserver")
+            else:
+                self.rest.update(info, "default", "kubernetes",
+                                 {**copy.deepcopy(current.obj),
+                                  **{k: v for k, v in body.items() if k != "metadata"}},
+                                 field_manager="kube-apiserver")
+
     # --- HTTP --------------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
@@ -217,7 +253,8 @@ class APIServer:
                 return await handler(request)
             except APIError as e:
                 if e.code >= 500:
-                    log.warning("%s %s -> %d %s", request.method, request.path, e.code, e)
+                    log.warning("request failed method=%s path=%s code=%d message=%s",
+                                request.method, request.path, e.code, e)
                 resp = json_response(e.to_status(), e.code)
                 if e.retry_after is not None:
                     resp.headers["Retry-After"] = str(e.retry_after)
@@ -225,7 +262,7 @@ class APIServer:
             except web.HTTPException:
                 raise
             except Exception as e:
-                log.exception("%s %s failed", request.method, request.path)
+                log.exception("internal error method=%s path=%s", request.method, request.path)
                 return json_response(APIError(500, "InternalError",
                                               f"Internal error occurred: {e}").to_status(), 500)
 
@@ -276,11 +313,17 @@ class APIServer:
         for netns, host, port in listen_netns:
             sock = listen_in_netns(netns, host, port)
             await web.SockSite(self._runner, sock, ssl_context=ctx).start()
-            log.info("listening in netns %s on %s:%d", netns, host, port)
+            log.info("listening netns=%s address=%s:%d", netns, host, port)
+        # Pods reach the API through the `kubernetes` Service: point it at the address
+        # nodes can route to (the underlay listener), like kube-apiserver's reconciler.
+        if listen_netns:
+            _, host, port = listen_netns[0]
+            self.reconcile_kubernetes_endpoints(host, port)
         if bound:
             scheme = "https" if ctx else "http"
             self.advertise_address = f"{bound[0][0]}:{bound[0][1]}"
-            log.info("serving %s on %s", scheme, ", ".join(f"{h}:{p}" for h, p in bound))
+            log.info("serving scheme=%s addresses=%s", scheme,
+                     ",".join(f"{h}:{p}" for h, p in bound))
         return bound
 
     async def stop(self) -> None:

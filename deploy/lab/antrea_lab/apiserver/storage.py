@@ -120,9 +120,17 @@ class ResourceStore:
             self.compacted_rv = self.history.popleft().rv
         dropped = [w for w in self.watchers if not w.offer(ev)]
         for w in dropped:
-            log.info("dropping watcher of %s: more than %d events behind",
+            log.info("dropping slow watcher resource=%s pending_limit=%d",
                      self.info.resource, w.max_pending)
             self.watchers.discard(w)
+
+    def close_watchers(self) -> None:
+        """End every watch (the resource stops being served): clients get 410 and relist."""
+        for w in self.watchers:
+            w.buf.clear()
+            w.expired = True
+            w.wake.set()
+        self.watchers.clear()
 
     def events_after(self, rv: int) -> list[Event] | None:
         """History after `rv`, or None when part of it has been compacted away."""
@@ -151,6 +159,8 @@ class Store:
     def __init__(self, window: int = 10_000, watcher_max_pending: int = 10_000,
                  persistence: Persistence | None = None, rv: int = 0) -> None:
         self.rv = rv
+        # History starts here: events before it (a previous run) are unknown.
+        self.start_rv = rv
         self.window = window
         self.watcher_max_pending = watcher_max_pending
         self.persistence = persistence
@@ -159,7 +169,7 @@ class Store:
     def resource(self, info: ResourceInfo) -> ResourceStore:
         rs = self.resources.get((info.group, info.resource))
         if rs is None:
-            rs = ResourceStore(info, self.window, self.rv)
+            rs = ResourceStore(info, self.window, self.start_rv)
             self.resources[(info.group, info.resource)] = rs
         elif rs.info != info:
             rs.info = info  # a CRD update may change names/versions

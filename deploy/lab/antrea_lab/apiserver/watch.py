@@ -23,6 +23,7 @@ from .storage import Entry, Store, Watcher, dumps
 log = logging.getLogger("antrea.lab.apiserver.watch")
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+COALESCE_SECONDS = 0.005
 
 # Renders an event's object (default: the stored JSON; Table output re-renders).
 Renderer = Callable[[Entry], bytes]
@@ -116,6 +117,8 @@ class WatchStream:
                 await resp.write(b"".join(self.initial))
                 self.initial = []
             await self._pump(resp)
+        except ConnectionError:
+            return resp  # the client went away: nothing to report
         finally:
             self.close()
         with contextlib.suppress(ConnectionError):
@@ -134,7 +137,10 @@ class WatchStream:
                     if wait <= 0:
                         return
                 try:
-                    await asyncio.wait_for(w.wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await w.wake.wait()
+                    # Let a burst of writes accumulate: one TLS write for many events.
+                    await asyncio.sleep(COALESCE_SECONDS)
                 except TimeoutError:
                     if deadline is not None and time.monotonic() >= deadline:
                         return

@@ -1,0 +1,1 @@
+"""Pod address management on the agent (host-local style, from the Node's podCIDRs)."""

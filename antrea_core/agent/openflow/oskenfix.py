@@ -1,0 +1,109 @@
+"""Fill the gaps of os-ken 4.2.2's OpenFlow 1.5 codec that the agent runs into.
+
+Importing this module applies the fixes once (idempotent). Each fix says what is wrong
+and how OVS 3.1 actually encodes the thing; `connection.py` imports it, so anything
+that talks OpenFlow through our connection gets the fixed codec.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from os_ken.lib import type_desc
+from os_ken.ofproto import nicira_ext, oxm_fields
+from os_ken.ofproto import ofproto_v1_5 as ofp
+from os_ken.ofproto import ofproto_v1_5_parser as parser
+
+# Conntrack original-direction tuple fields (OVS meta-flow.h: NXM_NX_CT_NW_PROTO(119) …
+# NXM_NX_CT_TP_DST(125), since OVS 2.8). os-ken knows ct_state/zone/mark/label but not
+# these, and AntreaProxy-style flows match the pre-DNAT Service IP/port through them.
+# Measured on OVS 3.1: the order relative to eth_type does not matter, but ct_tp_src/
+# ct_tp_dst without ct_nw_proto are silently dropped from the flow (the bridge client
+# refuses such matches).
+CT_TUPLE_FIELDS = (
+    oxm_fields.NiciraExtended1("ct_nw_proto", 119, type_desc.Int1),
+    oxm_fields.NiciraExtended1("ct_nw_src", 120, type_desc.IPv4Addr),
+    oxm_fields.NiciraExtended1("ct_nw_dst", 121, type_desc.IPv4Addr),
+    oxm_fields.NiciraExtended1("ct_ipv6_src", 122, type_desc.IPv6Addr),
+    oxm_fields.NiciraExtended1("ct_ipv6_dst", 123, type_desc.IPv6Addr),
+    oxm_fields.NiciraExtended1("ct_tp_src", 124, type_desc.Int2),
+    oxm_fields.NiciraExtended1("ct_tp_dst", 125, type_desc.Int2),
+)
+
+_applied = False
+
+
+def _add_oxm_fields() -> None:
+    known = {f.name for f in ofp.oxm_types}
+    missing = [f for f in CT_TUPLE_FIELDS if f.name not in known]
+    if not missing:
+        return
+    ofp.oxm_types.extend(missing)
+    # generate() rebuilds the name/number lookup tables (oxm_from_user, oxm_parse …)
+    # from oxm_types; the parser module looks them up on `ofproto` at call time.
+    oxm_fields.generate(ofp.__name__)
+
+
+_original_parse_property = parser.NXTPacketIn2._parse_property
+
+
+def _parse_packet_in2_property(self: parser.NXTPacketIn2, prop: object) -> None:
+    _original_parse_property(self, prop)
+    # OVS encodes NXPINT_COOKIE with ofpprop_put_be64: 4 bytes of padding after the
+    # property header, then the 64-bit cookie. os-ken reads 8 bytes at offset 0 of the
+    # data, i.e. the padding plus the cookie's upper half.
+    data = prop.data  # type: ignore[attr-defined]
+    if prop.type == nicira_ext.NXPINT_COOKIE and len(data) >= 12:  # type: ignore[attr-defined]
+        self.cookie = struct.unpack_from("!Q", data, 4)[0]
+
+
+def apply() -> None:
+    """Apply all fixes (safe to call more than once)."""
+    global _applied
+    if _applied:
+        return
+    _add_oxm_fields()
+    parser.NXTPacketIn2._parse_property = _parse_packet_in2_property
+    _applied = True
+
+
+def group_weight(weight: int) -> parser.OFPGroupBucketPropWeight:
+    """A select-group bucket weight property.
+
+    os-ken's OFPGroupBucketPropWeight leaves `type` None unless `type_` is passed, and
+    then fails to serialize; always build it through here.
+    """
+    return parser.OFPGroupBucketPropWeight(type_=ofp.OFPGBPT_WEIGHT, weight=weight)
+
+
+apply()
+
+
+def split_packet_registers(fields: dict[str, object]) -> dict[str, object]:
+    """Rewrite OF1.5 packet-register fields (xregN) into the 32-bit regs we match on.
+
+    OVS answers OpenFlow 1.5 flow stats and packet-ins with registers encoded as
+    OXM_OF_PKT_REG<N> (os-ken: ``xregN``, 64 bits = reg<2N> high : reg<2N+1> low),
+    even for flows installed with ``regN``; reading back must give what was written.
+    A half with an all-zero mask was not matched and is left out.
+    """
+    if not any(key.startswith("xreg") for key in fields):
+        return fields
+    out: dict[str, object] = {}
+    for key, user_value in fields.items():
+        if not key.startswith("xreg"):
+            out[key] = user_value
+            continue
+        if isinstance(user_value, tuple):
+            value, mask = user_value
+        else:
+            value, mask = user_value, 0xFFFF_FFFF_FFFF_FFFF
+        index = int(key[4:])
+        for reg, shift in ((2 * index, 32), (2 * index + 1, 0)):
+            half_mask = (int(mask) >> shift) & 0xFFFF_FFFF  # type: ignore[call-overload]
+            half = (int(value) >> shift) & 0xFFFF_FFFF  # type: ignore[call-overload]
+            if half_mask == 0xFFFF_FFFF:
+                out[f"reg{reg}"] = half
+            elif half_mask:
+                out[f"reg{reg}"] = (half, half_mask)
+    return out

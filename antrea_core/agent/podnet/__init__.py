@@ -1,0 +1,1 @@
+"""Pod network plumbing on the node: veth pairs, addresses and routes inside pod netns."""
