@@ -83,10 +83,27 @@ def up(
     api_port: Annotated[int, typer.Option(help="0 = 6443 if free, else any")] = 0,
     demo: Annotated[bool, typer.Option(help="Deploy demo pods and print their "
                                             "connectivity matrix")] = False,
+    config: Annotated[Path | None, typer.Option(help="Lab settings (YAML): nodes, cni, "
+                                                     "apiPort, antreaAgent")] = None,
 ) -> None:
     """Bring up a lab: underlay, nodes (netns + Open vSwitch + kubelet), API server."""
     _require_root()
     lab = _lab(ctx.obj)
+    if config is not None:
+        from antrea_lab.labconfig import load_lab_config
+
+        try:
+            settings = load_lab_config(config)
+        except LabError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        given = {p for p, src in ((p, ctx.get_parameter_source(p)) for p in
+                                  ("nodes", "cni", "api_port"))
+                 if src is not None and src.name == "COMMANDLINE"}
+        # Command-line flags win over the file.
+        nodes = nodes if "nodes" in given else settings.nodes
+        cni = cni if "cni" in given else settings.cni
+        api_port = api_port if "api_port" in given else settings.api_port
     if cni != "bridge":
         typer.echo("--cni: only 'bridge' is available until antrea-agent lands", err=True)
         raise typer.Exit(2)
