@@ -1,30 +1,47 @@
-"""`antrea-agent`: start-up checks (configuration, plugins, pipeline), then the datapath.
+"""`antrea-agent`: start-up checks (configuration, plugins, pipeline), then the agent.
 
-The datapath (CNI server, OVS bridge, OpenFlow) is not implemented yet: after the checks
-the agent says so and exits non-zero rather than pretending to run.
+    antrea-agent --config FILE [--kubeconfig FILE] [--node-name NAME]
+                 [--cni-conf-dir DIR --cni-bin-dir DIR] [--state-dir DIR]
+
+Runs until SIGTERM/SIGINT. The node name comes from ``--node-name`` or ``NODE_NAME`` (the
+downward API in a DaemonSet); the kubeconfig from ``--kubeconfig``, else
+``clientConnection.kubeconfig``, else the in-cluster ServiceAccount.
+
+Exit codes: 0 stopped by a signal; 1 failed at run time; 2 bad configuration or
+arguments; 3 the pod flow installer (OpenFlow pod networking) is not available.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from antrea_core.agent.openflow.core_tables import core_tables
 from antrea_core.agent.openflow.pipeline import PipelineError, PipelineLayout
+from antrea_core.agent.podflows import FlowInstallerFactory, FlowInstallerUnavailable
 from antrea_core.config.loading import ConfigError, load_agent_config
 from antrea_core.plugins.loading import AgentPlugins, PluginError, load_agent_plugins
 from antrea_core.plugins.loading import validate_config as validate_plugin_config
 
 LOG = logging.getLogger("antrea.agent")
+EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
 EXIT_NOT_IMPLEMENTED = 3
 
+#: Where the pod flow installer comes from: module, and the FlowInstallerFactory in it.
+FLOW_INSTALLER_MODULE = "antrea_core.agent.openflow.podnetwork"
+FLOW_INSTALLER_FACTORY = "make_pod_flow_installer"
+DEFAULT_STATE_DIR = Path("/var/lib/antrea-agent")
 
-def prepare(config_path: Path | None) -> tuple[object, AgentPlugins, PipelineLayout]:
+
+def prepare(config_path: Path | None) -> tuple[Any, AgentPlugins, PipelineLayout]:
     """Everything the agent checks before touching the node; raises on bad input."""
     config = load_agent_config(config_path)
     tunnel = config.tunnel_type if config.tunnel_enabled else None
@@ -36,17 +53,45 @@ def prepare(config_path: Path | None) -> tuple[object, AgentPlugins, PipelineLay
     return config, plugins, PipelineLayout.build(specs)
 
 
+def flow_installer_factory() -> FlowInstallerFactory:
+    """The OpenFlow pod-networking module's factory; FlowInstallerUnavailable if absent."""
+    try:
+        module = importlib.import_module(FLOW_INSTALLER_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != FLOW_INSTALLER_MODULE:
+            raise
+        raise FlowInstallerUnavailable(
+            f"the OpenFlow pod-networking module {FLOW_INSTALLER_MODULE} is not "
+            "implemented yet") from None
+    factory = getattr(module, FLOW_INSTALLER_FACTORY, None)
+    if not callable(factory):
+        raise FlowInstallerUnavailable(
+            f"{FLOW_INSTALLER_MODULE} has no {FLOW_INSTALLER_FACTORY}(runtime) "
+            "(see antrea_core/agent/podflows.py for the contract)")
+    return factory
+
+
 def run(
     config: Annotated[Path | None, typer.Option("--config", help="antrea-agent.conf")] = None,
+    kubeconfig: Annotated[str | None, typer.Option(
+        "--kubeconfig", help="kubeconfig (default: clientConnection.kubeconfig, "
+        "else in-cluster)")] = None,
+    node_name: Annotated[str | None, typer.Option(
+        "--node-name", envvar="NODE_NAME", help="this Node's name")] = None,
+    cni_conf_dir: Annotated[Path | None, typer.Option(
+        "--cni-conf-dir", help="install 10-antrea.conflist here")] = None,
+    cni_bin_dir: Annotated[Path | None, typer.Option(
+        "--cni-bin-dir", help="install the antrea CNI plugin here")] = None,
+    state_dir: Annotated[Path, typer.Option(
+        "--state-dir", help="persistent agent state (IPAM)")] = DEFAULT_STATE_DIR,
     print_pipeline: Annotated[bool, typer.Option(help="print the table layout and exit")] = False,
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
                                                    "%(message)s")
     try:
-        _cfg, plugins, layout = prepare(config)
+        cfg, plugins, layout = prepare(config)
     except (ConfigError, PluginError, PipelineError) as exc:
-        typer.echo(f"antrea-agent: {exc}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
+        _exit(EXIT_CONFIG, str(exc))
     LOG.info("configuration valid features=%s tunnel=%s tables=%d",
              ",".join(sorted(plugins.features)) or "-",
              getattr(plugins.tunnel, "port_type", "-"), len(layout))
@@ -54,9 +99,54 @@ def run(
         for table in layout.tables():
             typer.echo(f"{table.table_id:>3}  {table.spec.stage.name:<18} {table.name}")
         return
-    typer.echo("antrea-agent: configuration and plugins are valid; the datapath (CNI server, "
-               "OVS bridge, OpenFlow pipeline) is not implemented yet", err=True)
-    raise typer.Exit(EXIT_NOT_IMPLEMENTED)
+    if not node_name:
+        _exit(EXIT_CONFIG, "the node name is required: --node-name or NODE_NAME")
+    try:
+        factory = flow_installer_factory()
+    except FlowInstallerUnavailable as exc:
+        _exit(EXIT_NOT_IMPLEMENTED, f"{exc}; refusing to start: pod ports without their "
+              "flows would carry no traffic")
+    code = serve(cfg, plugins, layout, factory, node_name=node_name,
+                 kubeconfig=kubeconfig or cfg.client_connection.kubeconfig or None,
+                 cni_conf_dir=cni_conf_dir, cni_bin_dir=cni_bin_dir, state_dir=state_dir)
+    if code:
+        raise typer.Exit(code)
+
+
+def serve(cfg: Any, plugins: AgentPlugins, layout: PipelineLayout,
+          factory: FlowInstallerFactory, *, node_name: str, kubeconfig: str | None,
+          cni_conf_dir: Path | None, cni_bin_dir: Path | None, state_dir: Path) -> int:
+    """Start the agent and block until SIGTERM/SIGINT; returns the exit code."""
+    # Imported here: the checks above must work without the datapath's dependencies.
+    from antrea_core.agent.agent import Agent, AgentOptions
+    from antrea_core.agent.nodeinfo import KubeClusterView, api_client
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        api = api_client(kubeconfig, cfg.kube_api_server_override)
+        agent = Agent(cfg, plugins, layout, KubeClusterView(api, node_name), factory,
+                      AgentOptions(node_name=node_name, state_dir=state_dir,
+                                   cni_conf_dir=cni_conf_dir, cni_bin_dir=cni_bin_dir))
+        agent.start(stop)
+    except Exception as exc:
+        if stop.is_set():
+            LOG.info("stopped during start-up: %s", exc)
+            return 0
+        LOG.exception("agent failed to start")
+        typer.echo(f"antrea-agent: {exc}", err=True)
+        return EXIT_RUNTIME
+    try:
+        stop.wait()
+    finally:
+        agent.stop()
+    return 0
+
+
+def _exit(code: int, message: str) -> NoReturn:
+    typer.echo(f"antrea-agent: {message}", err=True)
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ def tunnel_overhead(config: Any, driver: Any, ipv6: bool) -> int:
 
 
 def pod_mtu(default_mtu: int, underlay_mtu: int | None, overhead: int) -> int:
-    """``default_mtu`` when non-zero (the operator knows best), else underlay − overhead."""
+    """``default_mtu`` when non-zero (the operator knows best), else underlay - overhead."""
     if default_mtu:
         return default_mtu
     if underlay_mtu is None:

@@ -42,6 +42,8 @@ class TunnelDriver(Protocol):
     port_type: str
     #: Default UDP/TCP destination port (0 for GRE).
     default_port: int
+    #: True when only the OVS kernel datapath implements this tunnel (STT).
+    needs_kernel_datapath: bool
 
     def overhead(self, ipv6: bool) -> int:
         """Bytes of encapsulation to subtract from the underlay MTU for the pod MTU."""

@@ -170,7 +170,7 @@ class OVSBridge:
         that needs the kernel datapath is refused on a userspace bridge: OVS 3.1 accepts
         an STT port on a netdev bridge without any error and then cannot encapsulate.
         """
-        if getattr(driver, "needs_kernel_datapath", False):
+        if driver.needs_kernel_datapath:
             datapath = self.datapath_type()
             if datapath != "system":
                 raise OVSDBError(

@@ -73,7 +73,7 @@ class RegField:
     width: int
 
     def __post_init__(self) -> None:
-        if not (0 <= self.start and 1 <= self.width and self.start + self.width <= 32):
+        if not (self.start >= 0 and self.width >= 1 and self.start + self.width <= 32):
             raise ValueError(f"{self.reg}[{self.start}..{self.start + self.width - 1}] "
                              "does not fit in 32 bits")
 

@@ -1,0 +1,230 @@
+"""The antrea-agent daemon object: brings pod networking up on this node and serves CNI.
+
+`Agent.start` in order (each step idempotent, so a restarted agent converges without
+disturbing running pods):
+
+1. wait for this Node's podCIDRs (ClusterView) and load IPAM state for them;
+2. connect to OVSDB; ensure the bridge, the gateway port (MTU = pod MTU, first address
+   of each podCIDR) and, when pods may be tunnelled, the tunnel port;
+3. rebuild the interface store from OVSDB;
+4. build the pod flow installer (required: see podflows);
+5. reconcile: release ports and IPs of pods deleted while the agent was down; reinstall
+   flows and announce ``antrea_pod_added`` for the surviving pods;
+6. start the CNI server (it first replays DELs queued while no agent listened);
+7. install the CNI configuration and binary, so kubelet only sees the network as ready
+   once an agent answers;
+8. ``antrea_agent_started``.
+
+`stop` leaves the datapath as it is (ports, flows, addresses): pods keep running while
+the agent restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from antrea_core.agent import cniconfig, hostnet
+from antrea_core.agent.bridge.interface_store import InterfaceConfig, InterfaceStore
+from antrea_core.agent.bridge.lifecycle import OVSBridge, ensure_bridge
+from antrea_core.agent.bridge.ovsdb import OVSDB
+from antrea_core.agent.cniserver.server import CNIServer
+from antrea_core.agent.ipam.allocator import NodeIPAM
+from antrea_core.agent.mtu import pod_mtu, transport_is_ipv6, tunnel_overhead
+from antrea_core.agent.nodeinfo import ClusterView
+from antrea_core.agent.podconfigurator import (
+    PodConfigurator,
+    PodNetworkSettings,
+    StepFailed,
+    call_hook,
+)
+from antrea_core.agent.podflows import (
+    AgentRuntime,
+    FlowInstallerFactory,
+    FlowInstallerUnavailable,
+    PodFlowInstaller,
+)
+from antrea_core.agent.podnet.interface import PodInterfaces
+from antrea_core.agent.reconcile import ReconcileResult, reconcile_pods
+from antrea_core.plugins.context import AgentContext, NodeInfo
+
+log = logging.getLogger("antrea.agent")
+
+TUNNEL_PORT_NAME = "antrea-tun0"
+OVSDB_SOCKET = "db.sock"
+IPAM_SUBDIR = "ipam"
+
+
+class AgentError(RuntimeError):
+    """The agent could not start; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """Per-run settings that are not in antrea-agent.conf (command line)."""
+
+    node_name: str
+    state_dir: Path  # IPAM allocations live under it; must survive agent restarts
+    cni_conf_dir: Path | None = None  # None: do not install the CNI configuration
+    cni_bin_dir: Path | None = None  # None: do not install the CNI binary
+    cni_executable: Path | None = None  # None: antrea-cni of this installation
+    host_netns: str | None = None  # netns path of the node's devices; None: our own
+    node_timeout: float | None = None  # None: wait for a podCIDR until stopped
+    cni_workers: int = 8
+
+
+class Agent:
+    def __init__(self, config: Any, plugins: Any, layout: Any, cluster: ClusterView,
+                 flow_installer_factory: FlowInstallerFactory | None,
+                 options: AgentOptions) -> None:
+        if flow_installer_factory is None:
+            # Refuse here, before touching the node: ports without flows would look
+            # attached and carry nothing.
+            raise FlowInstallerUnavailable(
+                "no pod flow installer is available, so pods cannot be networked")
+        self.config = config
+        self.plugins = plugins
+        self.layout = layout
+        self.cluster = cluster
+        self.flow_installer_factory = flow_installer_factory
+        self.options = options
+        self.context = AgentContext(node_name=options.node_name, config=config,
+                                    layout=layout)
+        self.store = InterfaceStore()
+        self.node: NodeInfo | None = None
+        self.ipam: NodeIPAM | None = None
+        self.ovsdb: OVSDB | None = None
+        self.bridge: OVSBridge | None = None
+        self.gateway: InterfaceConfig | None = None
+        self.tunnel: InterfaceConfig | None = None
+        self.pod_mtu = 0
+        self.flows: PodFlowInstaller | None = None
+        self.configurator: PodConfigurator | None = None
+        self.cni_server: CNIServer | None = None
+        self.reconciled: ReconcileResult | None = None
+        self.veths = PodInterfaces(options.host_netns)
+
+    @property
+    def pm(self) -> Any:
+        return self.plugins.manager
+
+    # -- start --------------------------------------------------------------------------
+    def start(self, stop: threading.Event | None = None) -> None:
+        try:
+            self._start(stop)
+        except BaseException:
+            self._close()
+            raise
+
+    def _start(self, stop: threading.Event | None) -> None:
+        cfg = self.config
+        self.node = self.cluster.wait_for_node(stop, self.options.node_timeout)
+        self.context.node = self.node
+        self.ipam = NodeIPAM(self.node.pod_cidrs, self.options.state_dir / IPAM_SUBDIR)
+        self.pod_mtu = self._pod_mtu()
+
+        self.ovsdb = OVSDB(Path(cfg.ovs_run_dir) / OVSDB_SOCKET)
+        self.bridge = ensure_bridge(self.ovsdb, cfg.ovs_bridge, cfg.ovs_datapath_type)
+        self.gateway = self.bridge.ensure_gateway_port(cfg.host_gateway, mtu=self.pod_mtu)
+        hostnet.configure_gateway(cfg.host_gateway, [p.network for p in self.ipam.pools],
+                                  self.options.host_netns)
+        driver = self.plugins.tunnel
+        if driver is not None and cfg.tunnel_enabled:
+            self.tunnel = self.bridge.ensure_tunnel_port(
+                TUNNEL_PORT_NAME, driver, cfg.effective_tunnel_port, cfg.tunnel_csum)
+        self.store.rebuild(self.bridge.interfaces())
+
+        self.flows = self.flow_installer_factory(AgentRuntime(
+            config=cfg, layout=self.layout, plugins=self.plugins, context=self.context,
+            node=self.node, bridge_name=cfg.ovs_bridge, ovs_run_dir=cfg.ovs_run_dir,
+            datapath_type=cfg.ovs_datapath_type, gateway=self.gateway, tunnel=self.tunnel,
+            pod_mtu=self.pod_mtu, store=self.store))
+        self._reconcile()
+
+        self.configurator = PodConfigurator(
+            ipam=self.ipam, veths=self.veths, ports=self.bridge, store=self.store,
+            flows=self.flows, plugins=self.pm, context=self.context,
+            settings=PodNetworkSettings(
+                mtu=self.pod_mtu,
+                disable_tx_checksum=(cfg.ovs_datapath_type == "netdev"
+                                     or cfg.disable_tx_checksum_offload)))
+        self.cni_server = CNIServer(cfg.cni_socket, self.configurator,
+                                    max_workers=self.options.cni_workers)
+        self.cni_server.start()
+        self._install_cni()
+        self.pm.hook.antrea_agent_started.call_historic(kwargs={"context": self.context})
+        log.info("agent started node=%s podCIDRs=%s mtu=%d pods=%d socket=%s",
+                 self.node.name, ",".join(self.node.pod_cidrs), self.pod_mtu,
+                 len(self.store.containers()), cfg.cni_socket)
+
+    def _pod_mtu(self) -> int:
+        cfg = self.config
+        assert self.node is not None
+        if cfg.default_mtu:
+            return int(cfg.default_mtu)
+        ipv6 = bool(self.node.ips) and transport_is_ipv6(self.node.ips)
+        overhead = tunnel_overhead(cfg, self.plugins.tunnel, ipv6)
+        underlay = hostnet.underlay_mtu(self.node.ips, cfg.transport_interface,
+                                        self.options.host_netns)
+        mtu = pod_mtu(0, underlay, overhead)
+        log.info("pod MTU mtu=%d underlay=%s overhead=%d ipv6_transport=%s", mtu, underlay,
+                 overhead, ipv6)
+        return mtu
+
+    def _reconcile(self) -> None:
+        assert self.flows is not None and self.bridge is not None and self.ipam is not None
+        flows = self.flows
+        self.reconciled = reconcile_pods(
+            store=self.store, ports=self.bridge, veths=self.veths, ipam=self.ipam,
+            existing_pods=self.cluster.local_pods(), on_removed=flows.uninstall_pod_flows)
+        # A restarted agent reinstalls every surviving pod's flows (the installer may use
+        # a new cookie round) and tells plugins about them, as the hook contract says.
+        pods = self.store.pod_interfaces()
+        for pod in pods:
+            flows.install_pod_flows(pod)
+            try:
+                call_hook(self.pm, "antrea_pod_added", pod=pod, context=self.context)
+            except StepFailed as exc:
+                raise AgentError(f"{exc.step} failed for existing pod "
+                                 f"{pod.namespace}/{pod.name}: {exc.cause}") from exc
+        flows.sync_done()
+
+    def _install_cni(self) -> None:
+        opts = self.options
+        if opts.cni_bin_dir is not None:
+            cniconfig.install_cni_binaries(opts.cni_bin_dir, opts.cni_executable)
+        if opts.cni_conf_dir is not None:
+            cniconfig.install_conflist(opts.cni_conf_dir, self.config.cni_socket)
+
+    # -- stop ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop serving; the datapath stays as it is for the next agent run."""
+        if self.cni_server is not None:
+            try:
+                self.pm.hook.antrea_agent_stopping(context=self.context)
+            except Exception:
+                log.exception("a plugin failed in antrea_agent_stopping")
+        self._close()
+        log.info("agent stopped node=%s", self.options.node_name)
+
+    def _close(self) -> None:
+        if self.cni_server is not None:
+            self.cni_server.stop()
+            self.cni_server = None
+        close = getattr(self.flows, "close", None)
+        if callable(close):
+            close()
+        self.flows = None
+        if self.ovsdb is not None:
+            self.ovsdb.close()
+            self.ovsdb = None
+
+    def __enter__(self) -> Agent:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
