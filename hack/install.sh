@@ -9,7 +9,7 @@ want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
 
 apt_packages=(
-  openvswitch-switch iproute2 iptables ipset conntrack ethtool kmod
+  openvswitch-switch iproute2 iptables ipset conntrack ethtool kmod nftables
   containernetworking-plugins iperf3 tcpdump procps python3-venv ca-certificates
 )
 missing=()
