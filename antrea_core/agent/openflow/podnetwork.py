@@ -158,7 +158,11 @@ def _set(**kwargs: Any) -> Any:
 
 
 def _move(src: str, dst: str, n_bits: int) -> Any:
-    return ofpp.NXActionRegMove(src_field=src, dst_field=dst, n_bits=n_bits)
+    """``move:src[0..n_bits-1]->dst[0..n_bits-1]``. OpenFlow 1.5's copy_field: OVS
+    rejects Nicira's reg_move (NXAST 6) on an OF1.5 connection (OFPBAC_BAD_EXP_TYPE)."""
+    return ofpp.OFPActionCopyField(n_bits=n_bits, src_offset=0, dst_offset=0,
+                                   oxm_ids=[ofpp.OFPOxmId(type_=src),
+                                            ofpp.OFPOxmId(type_=dst)])
 
 
 def _ct(zone: int, *, commit: bool = False, recirc_table: int | None = None,

@@ -220,7 +220,8 @@ def test_conntrack_drops_invalid_and_commits_new_connections_with_their_source()
         [ct] = flow.actions
         assert ct.flags & 1  # commit
         [move] = ct.actions
-        assert (move.src_field, move.dst_field, move.n_bits) == ("reg0", "ct_mark", 4)
+        assert isinstance(move, ofpp.OFPActionCopyField) and move.n_bits == 4
+        assert [o.type for o in move.oxm_ids] == ["reg0", "ct_mark"]
 
 
 def test_ttl_is_decremented_except_for_packets_from_the_gateway():
