@@ -29,12 +29,13 @@ from typing import Any
 
 from antrea_core.agent import cniconfig, hostnet
 from antrea_core.agent.bridge.interface_store import InterfaceConfig, InterfaceStore
-from antrea_core.agent.bridge.lifecycle import OVSBridge, ensure_bridge
+from antrea_core.agent.bridge.lifecycle import OVSBridge, attach_uplink, ensure_bridge
 from antrea_core.agent.bridge.ovsdb import OVSDB
 from antrea_core.agent.cniserver.server import CNIServer
 from antrea_core.agent.ipam.allocator import NodeIPAM
 from antrea_core.agent.mtu import pod_mtu, transport_is_ipv6, tunnel_overhead
 from antrea_core.agent.nodeinfo import ClusterView
+from antrea_core.agent.noderoute import NodeRouteController, RemoteNodeFlows
 from antrea_core.agent.podconfigurator import (
     PodConfigurator,
     PodNetworkSettings,
@@ -54,6 +55,7 @@ from antrea_core.plugins.context import AgentContext, NodeInfo
 log = logging.getLogger("antrea.agent")
 
 TUNNEL_PORT_NAME = "antrea-tun0"
+UPLINK_BRIDGE = "br-phy"  # userspace datapath only: holds the transport interface
 OVSDB_SOCKET = "db.sock"
 IPAM_SUBDIR = "ipam"
 
@@ -106,6 +108,8 @@ class Agent:
         self.cni_server: CNIServer | None = None
         self.reconciled: ReconcileResult | None = None
         self.veths = PodInterfaces(options.host_netns)
+        self.node_routes: NodeRouteController | None = None
+        self._stop = threading.Event()
 
     @property
     def pm(self) -> Any:
@@ -121,6 +125,8 @@ class Agent:
 
     def _start(self, stop: threading.Event | None) -> None:
         cfg = self.config
+        if stop is not None:
+            self._stop = stop
         self.node = self.cluster.wait_for_node(stop, self.options.node_timeout)
         self.context.node = self.node
         self.ipam = NodeIPAM(self.node.pod_cidrs, self.options.state_dir / IPAM_SUBDIR)
@@ -135,6 +141,8 @@ class Agent:
         if driver is not None and cfg.tunnel_enabled:
             self.tunnel = self.bridge.ensure_tunnel_port(
                 TUNNEL_PORT_NAME, driver, cfg.effective_tunnel_port, cfg.tunnel_csum)
+            if cfg.ovs_datapath_type == "netdev":
+                self._attach_uplink()
         self.store.rebuild(self.bridge.interfaces())
 
         self.flows = self.flow_installer_factory(AgentRuntime(
@@ -142,6 +150,7 @@ class Agent:
             node=self.node, bridge_name=cfg.ovs_bridge, ovs_run_dir=cfg.ovs_run_dir,
             datapath_type=cfg.ovs_datapath_type, gateway=self.gateway, tunnel=self.tunnel,
             pod_mtu=self.pod_mtu, store=self.store))
+        node_routes_rv = self._sync_node_routes()
         self._reconcile()
 
         self.configurator = PodConfigurator(
@@ -154,11 +163,46 @@ class Agent:
         self.cni_server = CNIServer(cfg.cni_socket, self.configurator,
                                     max_workers=self.options.cni_workers)
         self.cni_server.start()
+        if self.node_routes is not None:
+            self.node_routes.start(self._stop, node_routes_rv)
         self._install_cni()
         self.pm.hook.antrea_agent_started.call_historic(kwargs={"context": self.context})
         log.info("agent started node=%s podCIDRs=%s mtu=%d pods=%d socket=%s",
                  self.node.name, ",".join(self.node.pod_cidrs), self.pod_mtu,
                  len(self.store.containers()), cfg.cni_socket)
+
+    def _attach_uplink(self) -> None:
+        """Userspace tunnels need the node's transport IP on an OVS bridge (see
+        bridge.lifecycle.attach_uplink): move the transport interface into br-phy."""
+        assert self.node is not None and self.ovsdb is not None
+        device = self.config.transport_interface
+        if not device:
+            found = hostnet.mtu_of_address_holder(self.node.ips, self.options.host_netns)
+            if found is None:
+                raise AgentError(f"no device holds the node's IPs {list(self.node.ips)}: "
+                                 "set transportInterface")
+            device = found[0]
+        if device == UPLINK_BRIDGE:
+            return  # attached by an earlier run
+        attach_uplink(self.ovsdb, UPLINK_BRIDGE, device, netns=self.options.host_netns)
+        log.info("uplink attached bridge=%s uplink=%s", UPLINK_BRIDGE, device)
+
+    def _sync_node_routes(self) -> str:
+        """Remote Nodes' tunnel flows and routes, in place before the previous run's flows
+        are deleted (reconcile's sync_done)."""
+        api = getattr(self.cluster, "api", None)
+        if self.tunnel is None or api is None or not isinstance(self.flows, RemoteNodeFlows):
+            log.warning("node routes disabled (tunnel=%s, cluster API=%s, installer=%s)",
+                        self.tunnel is not None, api is not None, type(self.flows).__name__)
+            return ""
+        self.node_routes = NodeRouteController(
+            api, self.options.node_name, self.flows, self.config.host_gateway,
+            netns=self.options.host_netns,
+            on_added=lambda n: call_hook(self.pm, "antrea_node_added", node=n,
+                                         context=self.context),
+            on_removed=lambda n: call_hook(self.pm, "antrea_node_removed", node=n,
+                                           context=self.context))
+        return self.node_routes.sync()
 
     def _pod_mtu(self) -> int:
         cfg = self.config
@@ -202,6 +246,7 @@ class Agent:
     # -- stop ---------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop serving; the datapath stays as it is for the next agent run."""
+        self._stop.set()
         if self.cni_server is not None:
             try:
                 self.pm.hook.antrea_agent_stopping(context=self.context)

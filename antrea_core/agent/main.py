@@ -8,12 +8,11 @@ downward API in a DaemonSet); the kubeconfig from ``--kubeconfig``, else
 ``clientConnection.kubeconfig``, else the in-cluster ServiceAccount.
 
 Exit codes: 0 stopped by a signal; 1 failed at run time; 2 bad configuration or
-arguments; 3 the pod flow installer (OpenFlow pod networking) is not available.
+arguments.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import sys
@@ -25,7 +24,7 @@ import typer
 
 from antrea_core.agent.openflow.core_tables import core_tables
 from antrea_core.agent.openflow.pipeline import PipelineError, PipelineLayout
-from antrea_core.agent.podflows import FlowInstallerFactory, FlowInstallerUnavailable
+from antrea_core.agent.podflows import FlowInstallerFactory
 from antrea_core.config.loading import ConfigError, load_agent_config
 from antrea_core.plugins.loading import AgentPlugins, PluginError, load_agent_plugins
 from antrea_core.plugins.loading import validate_config as validate_plugin_config
@@ -33,11 +32,7 @@ from antrea_core.plugins.loading import validate_config as validate_plugin_confi
 LOG = logging.getLogger("antrea.agent")
 EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
-EXIT_NOT_IMPLEMENTED = 3
 
-#: Where the pod flow installer comes from: module, and the FlowInstallerFactory in it.
-FLOW_INSTALLER_MODULE = "antrea_core.agent.openflow.podnetwork"
-FLOW_INSTALLER_FACTORY = "make_pod_flow_installer"
 DEFAULT_STATE_DIR = Path("/var/lib/antrea-agent")
 
 
@@ -54,21 +49,10 @@ def prepare(config_path: Path | None) -> tuple[Any, AgentPlugins, PipelineLayout
 
 
 def flow_installer_factory() -> FlowInstallerFactory:
-    """The OpenFlow pod-networking module's factory; FlowInstallerUnavailable if absent."""
-    try:
-        module = importlib.import_module(FLOW_INSTALLER_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != FLOW_INSTALLER_MODULE:
-            raise
-        raise FlowInstallerUnavailable(
-            f"the OpenFlow pod-networking module {FLOW_INSTALLER_MODULE} is not "
-            "implemented yet") from None
-    factory = getattr(module, FLOW_INSTALLER_FACTORY, None)
-    if not callable(factory):
-        raise FlowInstallerUnavailable(
-            f"{FLOW_INSTALLER_MODULE} has no {FLOW_INSTALLER_FACTORY}(runtime) "
-            "(see antrea_core/agent/podflows.py for the contract)")
-    return factory
+    """The OpenFlow pod-networking datapath (imported late: it needs os-ken)."""
+    from antrea_core.agent.datapath import OpenFlowDatapath
+
+    return OpenFlowDatapath
 
 
 def run(
@@ -99,13 +83,9 @@ def run(
         for table in layout.tables():
             typer.echo(f"{table.table_id:>3}  {table.spec.stage.name:<18} {table.name}")
         return
+    factory = flow_installer_factory()
     if not node_name:
         _exit(EXIT_CONFIG, "the node name is required: --node-name or NODE_NAME")
-    try:
-        factory = flow_installer_factory()
-    except FlowInstallerUnavailable as exc:
-        _exit(EXIT_NOT_IMPLEMENTED, f"{exc}; refusing to start: pod ports without their "
-              "flows would carry no traffic")
     code = serve(cfg, plugins, layout, factory, node_name=node_name,
                  kubeconfig=kubeconfig or cfg.client_connection.kubeconfig or None,
                  cni_conf_dir=cni_conf_dir, cni_bin_dir=cni_bin_dir, state_dir=state_dir)

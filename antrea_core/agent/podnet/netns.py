@@ -12,10 +12,43 @@ import ctypes
 import os
 import socket
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def run_in_netns(netns_path: str | None, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a throw-away thread that entered the netns at ``netns_path`` (None:
+    right here). What it creates (sockets) stays in that netns; what it opens under
+    /proc/sys/net is that netns' view."""
+    if netns_path is None:
+        return fn()
+    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns({netns_path}): {os.strerror(err)}")
+            outcome.append(("ok", fn()))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append(("err", exc))
+
+    try:
+        thread = threading.Thread(target=work, name="netns-worker", daemon=True)
+        thread.start()
+        thread.join()
+    finally:
+        os.close(fd)
+    kind, value = outcome[0]
+    if kind == "err":
+        raise value
+    return value
 
 
 def socket_in_netns(netns_path: str, family: int, type_: int, proto: int = 0
@@ -24,24 +57,15 @@ def socket_in_netns(netns_path: str, family: int, type_: int, proto: int = 0
 
     Raises FileNotFoundError if the path does not exist, OSError if it is not a netns.
     """
-    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    outcome: list[socket.socket | BaseException] = []
+    return run_in_netns(netns_path, lambda: socket.socket(family, type_, proto))
 
-    def create() -> None:
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns({netns_path}): {os.strerror(err)}")
-            outcome.append(socket.socket(family, type_, proto))
-        except BaseException as exc:  # handed to the caller's thread below
-            outcome.append(exc)
 
-    try:
-        thread = threading.Thread(target=create, name="netns-socket", daemon=True)
-        thread.start()
-        thread.join()
-    finally:
-        os.close(fd)
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return outcome[0]
+def write_sysctls(netns_path: str | None, values: dict[str, str]) -> None:
+    """Write /proc/sys/net/... keys (``ipv4/conf/eth0/arp_ignore``) in that netns."""
+
+    def write() -> None:
+        for key, value in values.items():
+            with open(f"/proc/sys/net/{key}", "w") as f:
+                f.write(value)
+
+    run_in_netns(netns_path, write)

@@ -78,8 +78,9 @@ def main_options(
 def up(
     ctx: typer.Context,
     nodes: Annotated[int, typer.Option(min=1, max=20)] = 2,
-    cni: Annotated[str, typer.Option(help="bridge: Debian's bridge+host-local plugins "
-                                          "(until antrea-agent lands)")] = "bridge",
+    cni: Annotated[str, typer.Option(help="bridge: Debian's bridge+host-local plugins; "
+                                          "antrea: antrea-agent per node (in progress)")
+                   ] = "bridge",
     api_port: Annotated[int, typer.Option(help="0 = 6443 if free, else any")] = 0,
     demo: Annotated[bool, typer.Option(help="Deploy demo pods and print their "
                                             "connectivity matrix")] = False,
@@ -104,12 +105,13 @@ def up(
         nodes = nodes if "nodes" in given else settings.nodes
         cni = cni if "cni" in given else settings.cni
         api_port = api_port if "api_port" in given else settings.api_port
-    if cni != "bridge":
-        typer.echo("--cni: only 'bridge' is available until antrea-agent lands", err=True)
+    if cni not in ("bridge", "antrea"):
+        typer.echo("--cni: bridge or antrea", err=True)
         raise typer.Exit(2)
     start = time.monotonic()
     try:
-        cluster.up(lab, nodes, cni=cni, api_port=api_port or None, progress=typer.echo)
+        cluster.up(lab, nodes, cni=cni, api_port=api_port or None, progress=typer.echo,
+                   agent_overrides=settings.antrea_agent if config is not None else None)
     except LabError as exc:
         typer.echo(f"error: {exc}", err=True)
         typer.echo(f"logs: {lab.logs}; clean up with: antrea-lab --name {ctx.obj} down", err=True)

@@ -5,6 +5,7 @@ kubelet. Each step records what it created in lab.json before the next one start
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import ssl
 import sys
@@ -12,7 +13,10 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import yaml
 
 from antrea_lab import processes
 from antrea_lab.credentials import ensure_credentials
@@ -102,8 +106,20 @@ def _wait_ready(lab: LabDir, port: int, timeout: float = 30.0) -> None:
                    f"see {lab.log('apiserver')}")
 
 
+def agent_config(lab: LabDir, node: str, overrides: dict | None = None) -> dict:
+    """antrea-agent.conf of a lab node: the userspace datapath and per-node paths, with
+    the lab config's antreaAgent settings on top."""
+    conf = {
+        "ovsDatapathType": "netdev",
+        "ovsRunDir": str(lab.ovs_dirs(node) / "run"),
+        "cniSocket": str(lab.node(node) / "run" / "cni.sock"),
+    }
+    conf.update(overrides or {})
+    return conf
+
+
 def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None,
-       progress: Progress = print) -> LabState:
+       progress: Progress = print, agent_overrides: dict | None = None) -> LabState:
     from antrea_lab.node import ovs, topology  # imported late: they need root + pyroute2
 
     if running(lab):
@@ -159,6 +175,15 @@ def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None
                     "--pod-dir", str(lab.pod_dir(node))]
             if cni == "bridge":
                 argv.append("--install-bridge-cni")
+            else:
+                conf_file = lab.node(node) / "antrea-agent.conf"
+                conf_file.write_text(yaml.safe_dump(agent_config(lab, node, agent_overrides)))
+                _start(lab, state, f"{node}-antrea-agent", [
+                    str(Path(py).parent / "antrea-agent"), "--config", str(conf_file),
+                    "--kubeconfig", str(lab.node_kubeconfig(node)), "--node-name", node,
+                    "--cni-conf-dir", str(lab.cni_conf_dir(node)),
+                    "--cni-bin-dir", str(lab.cni_bin_dir(node)),
+                    "--state-dir", str(lab.node(node) / "agent")], netns=lab.netns(node))
             _start(lab, state, f"{node}-kubelet", argv, netns=lab.netns(node))
         step(f"{node}: Open vSwitch + kubelet", start_node)
     step("nodes Ready", lambda: wait_nodes_ready(lab, names))
@@ -234,6 +259,14 @@ def down(lab: LabDir, progress: Progress = print) -> bool:
         topology.destroy(state.topology)
     for name in [*state.netns, *pod_netns(lab)]:
         netns.delete(name)
+    # A lab that is down has no state left (API objects, OVS databases, IPAM, pod dirs):
+    # the next `up` starts a new cluster. Logs stay for a post-mortem.
+    for entry in lab.path.iterdir():
+        if entry != lab.logs and entry != lab.state_file:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     lab.state_file.unlink()
     progress(f"lab {lab.name} is down")
     return True

@@ -24,7 +24,7 @@ class LabConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     nodes: int = Field(2, ge=1, le=20)
-    cni: Literal["bridge"] = "bridge"
+    cni: Literal["bridge", "antrea"] = "bridge"
     api_port: int = Field(0, ge=0, le=65535, alias="apiPort")
     antrea_agent: dict[str, Any] = Field(default_factory=dict, alias="antreaAgent")
 

@@ -34,10 +34,10 @@ def test_agent_prints_the_pipeline_built_from_enabled_features(tmp_path):
     assert names[0] == "PipelineRootClassifier" and names[-1] == "Output"
 
 
-def test_agent_says_the_datapath_is_not_implemented():
-    proc = run("antrea-agent")
-    assert proc.returncode == 3
-    assert "not implemented yet" in proc.stderr
+def test_agent_needs_a_node_name():
+    proc = run("antrea-agent", env={"NODE_NAME": ""})
+    assert proc.returncode == 2
+    assert "node name is required" in proc.stderr
 
 
 def test_controller_rejects_bad_config_and_is_honest(tmp_path):

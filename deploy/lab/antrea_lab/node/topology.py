@@ -132,6 +132,13 @@ def create(lab: str, nodes: int | Sequence[str]) -> Topology:
         netns.set_sysctls(n.netns, NODE_SYSCTLS)
         # The node's eth0 may become a port of a userspace OVS bridge (tunnels).
         netns.disable_tx_checksum(n.netns, "eth0")
+    # Frames reach a node's userspace OVS through AF_PACKET with whatever checksum state
+    # the sender left; OVS re-injects them into the node's kernel through a tap, which
+    # then drops TCP with a partial checksum. So every underlay sender computes checksums
+    # in software: the bridge (the API server's address), its veth ends, the external.
+    for ifname in (topo.bridge, *(n.veth for n in topo.nodes), "external"):
+        netns.disable_tx_checksum(topo.underlay_netns, ifname)
+    netns.disable_tx_checksum(topo.external_netns, "eth0")
     log.info("lab network ready lab=%s nodes=%s", lab, [n.name for n in topo.nodes])
     return topo
 

@@ -1,0 +1,83 @@
+"""A lab whose pods are networked by antrea-agent: veths on br-int, the OpenFlow pipeline,
+Geneve between nodes over the userspace datapath."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from antrea_lab import cluster, probe
+from antrea_lab.labdir import LabDir
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def antrea_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDir]:
+    lab = LabDir(f"ant{os.getpid() % 10000}", root=tmp_path_factory.mktemp("antrea-lab"))
+    try:
+        cluster.up(lab, 2, cni="antrea", progress=lambda m: print(m, file=sys.stderr))
+        yield lab
+    finally:
+        cluster.down(lab, progress=lambda m: print(m, file=sys.stderr))
+
+
+def _pods(lab: LabDir, placement: dict[str, str]) -> list:
+    api = client.CoreV1Api(cluster.kube_client(lab))
+    api.create_namespace({"metadata": {"name": "e2e"}})
+    for name, node in placement.items():
+        api.create_namespaced_pod("e2e", {
+            "metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "echo", "ports": [
+                {"containerPort": 80, "protocol": "TCP"},
+                {"containerPort": 80, "protocol": "UDP"}]}]}})
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        pods = [p for p in api.list_namespaced_pod("e2e").items
+                if p.status.phase == "Running" and p.status.pod_ip]
+        if len(pods) == len(placement):
+            return pods
+        time.sleep(0.3)
+    raise AssertionError("pods not running")
+
+
+def test_pods_get_ports_on_br_int_and_reach_each_other_within_and_across_nodes(antrea_lab):
+    pods = _pods(antrea_lab, {"a1": "node1", "a2": "node1", "b1": "node2"})
+    by_name = {p.metadata.name: p for p in pods}
+    # IPs come from each node's podCIDR, allocated by the agent's IPAM (gateway is .1).
+    nodes = {n.metadata.name: n.spec.pod_cidr
+             for n in client.CoreV1Api(cluster.kube_client(antrea_lab)).list_node().items}
+    for pod in pods:
+        prefix = nodes[pod.spec.node_name].rsplit(".", 2)[0]
+        assert pod.status.pod_ip.startswith(prefix + ".")
+        assert not pod.status.pod_ip.endswith(".1")
+    ports = subprocess.run(
+        ["ovs-vsctl", f"--db=unix:{antrea_lab.ovs_dirs('node1')}/run/db.sock",
+         "--columns=name,external_ids", "find", "Interface",
+         "external_ids:antrea-type=container"], capture_output=True, text=True,
+        check=True).stdout
+    assert "pod-name=a1," in ports and "pod-name=a2," in ports
+    assert "pod-name=b1," not in ports
+    endpoints = probe.pod_endpoints(antrea_lab, pods)
+    for proto in ("tcp", "udp"):
+        # 3 s lets TCP retransmit once: right after start-up a first packet is sometimes
+        # lost (about 1 run in 5 at 1 s; known issue, see the closing note of issue 4).
+        matrix = probe.probe_matrix(endpoints, proto=proto, port=80, timeout=3)
+        assert matrix.all_reachable(), matrix.render() + f"\n{matrix.errors}"
+    assert by_name["b1"].spec.node_name == "node2"
+
+
+def test_a_node_reaches_pods_on_another_node_through_its_gateway(antrea_lab):
+    api = client.CoreV1Api(cluster.kube_client(antrea_lab))
+    pod = api.read_namespaced_pod("b1", "e2e")
+    out = subprocess.run(
+        ["ip", "netns", "exec", antrea_lab.netns("node1"), sys.executable, "-m",
+         "antrea_lab.workload", "probe", "--proto", "tcp", "--timeout", "1",
+         f"{pod.status.pod_ip}:80"], capture_output=True, text=True, check=True).stdout
+    assert '"ok": true' in out, out
