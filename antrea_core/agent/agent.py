@@ -184,7 +184,10 @@ class Agent:
             device = found[0]
         if device == UPLINK_BRIDGE:
             return  # attached by an earlier run
-        attach_uplink(self.ovsdb, UPLINK_BRIDGE, device, netns=self.options.host_netns)
+        # attach_uplink takes a netns *name* (ip netns exec); ours is a /run/netns path.
+        netns = self.options.host_netns
+        attach_uplink(self.ovsdb, UPLINK_BRIDGE, device,
+                      netns=Path(netns).name if netns else None)
         log.info("uplink attached bridge=%s uplink=%s", UPLINK_BRIDGE, device)
 
     def _sync_node_routes(self) -> str:

@@ -12,8 +12,10 @@ hooks below; it is found through an entry point (see `antrea_core.plugins.loadin
   (``geneve``, ``vxlan``, ``gre``, ``stt``). Exactly one is loaded when the traffic mode
   needs a tunnel. Besides hooks it provides the attributes documented on `TunnelDriver`.
 
-Every hook is optional. Hooks are called in the agent's main thread unless a docstring
-says otherwise; a hook must not block for long (start threads of your own in
+Every hook is optional. Start-up hooks run in the agent's main thread; pod and CNI hooks
+run in CNI-server threads, one at a time under the agent's lock; node hooks run in the
+node watch thread. Surviving pods get `antrea_pod_added` again when the agent restarts.
+A hook must not block for long (start threads of your own in
 `antrea_agent_started` and stop them in `antrea_agent_stopping`). An exception raised by
 a hook during start-up stops the agent with the plugin named; later, it is logged and the
 event is retried according to the caller (documented per hook).
