@@ -50,6 +50,7 @@ from antrea_core.agent.podflows import (
 )
 from antrea_core.agent.podnet.interface import PodInterfaces
 from antrea_core.agent.reconcile import ReconcileResult, reconcile_pods
+from antrea_core.agent.snat import PodSNAT
 from antrea_core.plugins.context import AgentContext, NodeInfo
 
 log = logging.getLogger("antrea.agent")
@@ -109,6 +110,7 @@ class Agent:
         self.reconciled: ReconcileResult | None = None
         self.veths = PodInterfaces(options.host_netns)
         self.node_routes: NodeRouteController | None = None
+        self.snat: PodSNAT | None = None
         self._stop = threading.Event()
 
     @property
@@ -137,6 +139,9 @@ class Agent:
         self.gateway = self.bridge.ensure_gateway_port(cfg.host_gateway, mtu=self.pod_mtu)
         hostnet.configure_gateway(cfg.host_gateway, [p.network for p in self.ipam.pools],
                                   self.options.host_netns)
+        if not cfg.effective_no_snat:
+            self.snat = PodSNAT(cfg.host_gateway, self.node.pod_cidrs, self.options.host_netns)
+            self.snat.install()
         driver = self.plugins.tunnel
         if driver is not None and cfg.tunnel_enabled:
             self.tunnel = self.bridge.ensure_tunnel_port(
@@ -201,11 +206,18 @@ class Agent:
         self.node_routes = NodeRouteController(
             api, self.options.node_name, self.flows, self.config.host_gateway,
             netns=self.options.host_netns,
-            on_added=lambda n: call_hook(self.pm, "antrea_node_added", node=n,
-                                         context=self.context),
-            on_removed=lambda n: call_hook(self.pm, "antrea_node_removed", node=n,
-                                           context=self.context))
+            on_added=self._remote_node_added, on_removed=self._remote_node_removed)
         return self.node_routes.sync()
+
+    def _remote_node_added(self, node: NodeInfo) -> None:
+        if self.snat is not None:
+            self.snat.add_pod_cidrs(node.pod_cidrs)  # pod-to-pod: never masqueraded
+        call_hook(self.pm, "antrea_node_added", node=node, context=self.context)
+
+    def _remote_node_removed(self, node: NodeInfo) -> None:
+        if self.snat is not None:
+            self.snat.remove_pod_cidrs(node.pod_cidrs)
+        call_hook(self.pm, "antrea_node_removed", node=node, context=self.context)
 
     def _pod_mtu(self) -> int:
         cfg = self.config

@@ -81,3 +81,52 @@ def test_a_node_reaches_pods_on_another_node_through_its_gateway(antrea_lab):
          "antrea_lab.workload", "probe", "--proto", "tcp", "--timeout", "1",
          f"{pod.status.pod_ip}:80"], capture_output=True, text=True, check=True).stdout
     assert '"ok": true' in out, out
+
+
+PEER_ECHO = """
+import socket, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 8080)); srv.listen(); print("ready", flush=True)
+for _ in range(1):
+    conn, peer = srv.accept(); conn.sendall(peer[0].encode()); conn.close()
+"""
+
+CLIENT = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 8080), timeout=3); print(s.recv(100).decode())
+"""
+
+
+def test_pod_traffic_to_the_outside_is_masqueraded_to_the_node_ip(antrea_lab):
+    api = client.CoreV1Api(cluster.kube_client(antrea_lab))
+    pod = api.read_namespaced_pod("a1", "e2e")
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", antrea_lab.netns("external"), sys.executable, "-c", PEER_ECHO],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        seen = subprocess.run(
+            ["ip", "netns", "exec", antrea_lab.pod_netns(pod.metadata.uid), sys.executable,
+             "-c", CLIENT, "192.168.77.254"], capture_output=True, text=True, timeout=30)
+        assert seen.returncode == 0, seen.stderr
+        assert seen.stdout.strip() == "192.168.77.11"  # node1's IP, not the pod's
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_pod_to_pod_across_nodes_keeps_the_pod_ip(antrea_lab):
+    api = client.CoreV1Api(cluster.kube_client(antrea_lab))
+    a1, b1 = (api.read_namespaced_pod(n, "e2e") for n in ("a1", "b1"))
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", antrea_lab.pod_netns(b1.metadata.uid), sys.executable, "-c",
+         PEER_ECHO], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        seen = subprocess.run(
+            ["ip", "netns", "exec", antrea_lab.pod_netns(a1.metadata.uid), sys.executable,
+             "-c", CLIENT, b1.status.pod_ip], capture_output=True, text=True, timeout=30)
+        assert seen.stdout.strip() == a1.status.pod_ip, seen.stderr
+    finally:
+        server.kill()
+        server.wait()
