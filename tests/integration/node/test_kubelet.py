@@ -9,12 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from waiting import wait_for
 
 from antrea_lab import processes
 from antrea_lab.credentials import ensure_credentials
@@ -34,15 +35,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(cond: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 class Cluster:

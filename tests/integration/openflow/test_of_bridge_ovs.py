@@ -12,6 +12,7 @@ from os_ken.lib.packet import ethernet, ipv4, packet, udp
 from os_ken.ofproto import nx_actions  # noqa: F401  (registers NX actions on the parser)
 from os_ken.ofproto import ofproto_v1_5 as ofp
 from os_ken.ofproto import ofproto_v1_5_parser as ofpp
+from waiting import wait_for
 
 from antrea_core.agent.openflow.bridge_client import (
     CORE_FEATURE_IDS,
@@ -40,15 +41,6 @@ POD = "pod-networking"
 POLICY = "network-policy"
 
 
-def wait_for(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def cookie_of(feature: str, round_num: int = 1, seq: int = 0) -> str:

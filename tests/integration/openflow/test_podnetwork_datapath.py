@@ -18,12 +18,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from antrea_core.agent.bridge.lifecycle import OVSBridge, attach_uplink, ensure_bridge
 from antrea_core.agent.bridge.ovsdb import OVSDB
@@ -255,15 +255,6 @@ class Node:
             netns.delete(name)
 
 
-def wait_for(cond: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
