@@ -18,11 +18,19 @@ from antrea_lab.labdir import LabDir
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(scope="module")
-def antrea_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDir]:
-    lab = LabDir(f"ant{os.getpid() % 10000}", root=tmp_path_factory.mktemp("antrea-lab"))
+@pytest.fixture(scope="module", params=["geneve", "vxlan", "gre"])
+def antrea_lab(request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDir]:
+    tunnel = request.param
+    lab = LabDir(f"{tunnel[:3]}{os.getpid() % 10000}",
+                 root=tmp_path_factory.mktemp(f"antrea-lab-{tunnel}"))
     try:
-        cluster.up(lab, 2, cni="antrea", progress=lambda m: print(m, file=sys.stderr))
+        cluster.up(lab, 2, cni="antrea", progress=lambda m: print(m, file=sys.stderr),
+                   agent_overrides={"tunnelType": tunnel})
+        port_type = subprocess.run(
+            ["ovs-vsctl", f"--db=unix:{lab.ovs_dirs('node1')}/run/db.sock", "get",
+             "Interface", "antrea-tun0", "type"], capture_output=True, text=True, check=True)
+        assert port_type.stdout.strip() == tunnel
         yield lab
     finally:
         cluster.down(lab, progress=lambda m: print(m, file=sys.stderr))
