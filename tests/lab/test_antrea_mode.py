@@ -3,6 +3,7 @@ Geneve between nodes over the userspace datapath."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def antrea_lab(request: pytest.FixtureRequest,
             ["ovs-vsctl", f"--db=unix:{lab.ovs_dirs('node1')}/run/db.sock", "get",
              "Interface", "antrea-tun0", "type"], capture_output=True, text=True, check=True)
         assert port_type.stdout.strip() == tunnel
+        _pods(lab, {"a1": "node1", "a2": "node1", "b1": "node2"})
         yield lab
     finally:
         cluster.down(lab, progress=lambda m: print(m, file=sys.stderr))
@@ -56,7 +58,7 @@ def _pods(lab: LabDir, placement: dict[str, str]) -> list:
 
 
 def test_pods_get_ports_on_br_int_and_reach_each_other_within_and_across_nodes(antrea_lab):
-    pods = _pods(antrea_lab, {"a1": "node1", "a2": "node1", "b1": "node2"})
+    pods = client.CoreV1Api(cluster.kube_client(antrea_lab)).list_namespaced_pod("e2e").items
     by_name = {p.metadata.name: p for p in pods}
     # IPs come from each node's podCIDR, allocated by the agent's IPAM (gateway is .1).
     nodes = {n.metadata.name: n.spec.pod_cidr
@@ -138,3 +140,33 @@ def test_pod_to_pod_across_nodes_keeps_the_pod_ip(antrea_lab):
     finally:
         server.kill()
         server.wait()
+
+
+def test_a_tcp_stream_across_nodes_survives_killing_and_restarting_both_agents(antrea_lab):
+    api = client.CoreV1Api(cluster.kube_client(antrea_lab))
+    api.create_namespaced_pod("e2e", {
+        "metadata": {"name": "iperf-server"},
+        "spec": {"nodeName": "node2", "containers": [
+            {"name": "iperf3", "image": "iperf3", "command": ["iperf3", "-s", "-p", "5201"]}]}})
+    deadline = time.monotonic() + 60
+    server = api.read_namespaced_pod("iperf-server", "e2e")
+    while not (server.status.phase == "Running" and server.status.pod_ip):
+        assert time.monotonic() < deadline, "iperf3 server pod not running"
+        time.sleep(0.3)
+        server = api.read_namespaced_pod("iperf-server", "e2e")
+    a1 = api.read_namespaced_pod("a1", "e2e")
+    time.sleep(1)  # iperf3 -s listening
+    stream = subprocess.Popen(
+        ["ip", "netns", "exec", antrea_lab.pod_netns(a1.metadata.uid), "iperf3", "-c",
+         server.status.pod_ip, "-p", "5201", "-t", "10", "-i", "1", "-J"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    cluster.restart(antrea_lab, "node1-antrea-agent", kill=True)
+    time.sleep(2)
+    cluster.restart(antrea_lab, "node2-antrea-agent", kill=True)
+    out, err = stream.communicate(timeout=60)
+    assert stream.returncode == 0, err + out[-500:]
+    report = json.loads(out)
+    intervals = [i["sum"]["bytes"] for i in report["intervals"]]
+    assert len(intervals) >= 10 and all(b > 0 for b in intervals), intervals
+    assert report["end"]["sum_received"]["bytes"] > 0

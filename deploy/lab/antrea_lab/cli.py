@@ -154,6 +154,23 @@ def status(ctx: typer.Context) -> None:
 
 
 @app.command()
+def restart(ctx: typer.Context,
+            component: Annotated[str, typer.Argument(help="e.g. node1-antrea-agent")],
+            kill: Annotated[bool, typer.Option(help="SIGKILL instead of SIGTERM")] = False,
+            ) -> None:
+    """Restart one lab component (agent, kubelet, API server …) as `up` started it."""
+    _require_root()
+    lab = _lab(ctx.obj)
+    _running(lab)
+    try:
+        pid = cluster.restart(lab, component, kill=kill)
+    except LabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{component} restarted (pid {pid})")
+
+
+@app.command()
 def kubeconfig(ctx: typer.Context) -> None:
     """Print the path of the lab's admin kubeconfig."""
     typer.echo(str(_lab(ctx.obj).kubeconfig))

@@ -5,7 +5,9 @@ kubelet. Each step records what it created in lab.json before the next one start
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import socket
 import ssl
 import sys
@@ -83,7 +85,24 @@ def _start(lab: LabDir, state: LabState, component: str, argv: list[str],
     pid = processes.spawn(argv, lab.log(component), lab.pids / f"{component}.pid",
                           netns=netns)
     state.pids[component] = pid
+    state.commands[component] = {"argv": argv, "netns": netns}
     lab.save(state)
+
+
+def restart(lab: LabDir, component: str, kill: bool = False) -> int:
+    """Stop a component (SIGTERM, or SIGKILL if `kill`) and start it again as `up` did;
+    returns the new PID. How operators restart an agent; tests use it too."""
+    state = lab.load()
+    if state is None or component not in state.commands:
+        known = sorted(state.commands) if state else []
+        raise LabError(f"no restartable component {component!r} (known: {', '.join(known)})")
+    pid = state.pids.get(component, 0)
+    if kill and processes.is_ours(pid, str(lab.path)):
+        os.kill(pid, signal.SIGKILL)
+    processes.stop(pid, str(lab.path))
+    command = state.commands[component]
+    _start(lab, state, component, command["argv"], netns=command["netns"])
+    return state.pids[component]
 
 
 def _wait_ready(lab: LabDir, port: int, timeout: float = 30.0) -> None:

@@ -37,6 +37,8 @@ class LabState:
     nodes: list[str] = field(default_factory=list)
     netns: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
+    # How each lab-started component was launched (argv, netns), for `restart`.
+    commands: dict[str, Any] = field(default_factory=dict)
     cni: str = "bridge"
     topology: dict[str, Any] = field(default_factory=dict)
 

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.unit
     (Geneve(), True, 1430),   # 40 IPv6 instead of 20
     (VXLAN(), False, 1450),
     (VXLAN(), True, 1430),
-    (GRE(), False, 1462),     # 20 IPv4 + 4 GRE + 14
-    (GRE(), True, 1442),
+    (GRE(), False, 1458),     # 20 IPv4 + 4 GRE + 4 key + 14
+    (GRE(), True, 1438),
 ])
 def test_pod_mtu_is_underlay_minus_tunnel_overhead(driver, ipv6, expected):
     config = AgentConfig.model_validate({"tunnelType": driver.port_type})
