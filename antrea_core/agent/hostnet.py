@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -18,11 +17,10 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from antrea_core.agent.ipam.allocator import IPNetwork
-from antrea_core.agent.podnet.netns import socket_in_netns
+from antrea_core.agent.podnet.netns import open_iproute
 
 log = logging.getLogger("antrea.agent.hostnet")
 
-NETLINK_ROUTE = 0
 IFA_F_NODAD = 0x02
 EEXIST = 17
 
@@ -33,18 +31,12 @@ class HostNetError(RuntimeError):
 
 @contextmanager
 def iproute_in(netns: str | None) -> Iterator[IPRoute]:
-    if netns is None:
-        ipr = IPRoute()
-    else:
-        try:
-            sock = socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-        except OSError as exc:
-            raise HostNetError(f"cannot enter network namespace {netns}: {exc}") from None
-        ipr = IPRoute(use_socket=sock)
     try:
+        ipr = open_iproute(netns)
+    except OSError as exc:
+        raise HostNetError(f"cannot enter network namespace {netns}: {exc}") from None
+    with ipr:
         yield ipr
-    finally:
-        ipr.close()
 
 
 def configure_gateway(name: str, pod_cidrs: Sequence[IPNetwork], netns: str | None = None

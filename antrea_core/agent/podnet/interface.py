@@ -23,14 +23,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from antrea_core.agent.ipam.allocator import AllocatedIP
 from antrea_core.agent.podnet import ethtool
-from antrea_core.agent.podnet.netns import socket_in_netns, write_sysctls
+from antrea_core.agent.podnet.netns import open_iproute, socket_in_netns, write_sysctls
 
 log = logging.getLogger("antrea.agent.podnet")
 
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 IFA_F_NODAD = 0x02
 MAIN_TABLE = 254
-NETLINK_ROUTE = 0
 
 
 class PodNetError(Exception):
@@ -94,21 +93,14 @@ class PodInterface:
 
 @contextmanager
 def _iproute(netns_path: str | None) -> Iterator[IPRoute]:
-    if netns_path is None:
-        ipr = IPRoute()
-    else:
-        try:
-            sock = socket_in_netns(netns_path, socket.AF_NETLINK, socket.SOCK_DGRAM,
-                                   NETLINK_ROUTE)
-        except FileNotFoundError:
-            raise PodNetError(f"network namespace {netns_path} does not exist") from None
-        except OSError as exc:
-            raise PodNetError(f"cannot enter network namespace {netns_path}: {exc}") from None
-        ipr = IPRoute(use_socket=sock)
     try:
+        ipr = open_iproute(netns_path)
+    except FileNotFoundError:
+        raise PodNetError(f"network namespace {netns_path} does not exist") from None
+    except OSError as exc:
+        raise PodNetError(f"cannot enter network namespace {netns_path}: {exc}") from None
+    with ipr:
         yield ipr
-    finally:
-        ipr.close()
 
 
 def _index(ipr: IPRoute, ifname: str) -> int | None:

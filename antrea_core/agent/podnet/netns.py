@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pyroute2 import IPRoute
+
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
 
@@ -69,3 +71,15 @@ def write_sysctls(netns_path: str | None, values: dict[str, str]) -> None:
                 f.write(value)
 
     run_in_netns(netns_path, write)
+
+
+NETLINK_ROUTE = 0
+
+
+def open_iproute(netns_path: str | None) -> IPRoute:
+    """A pyroute2 IPRoute whose netlink socket lives in that netns (None: our own).
+    Raises FileNotFoundError / OSError like socket_in_netns."""
+    if netns_path is None:
+        return IPRoute()
+    sock = socket_in_netns(netns_path, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+    return IPRoute(use_socket=sock)
