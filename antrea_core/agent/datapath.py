@@ -10,7 +10,6 @@ replayed from memory.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from pathlib import Path
@@ -37,9 +36,7 @@ def node_network_config(runtime: AgentRuntime) -> NodeNetworkConfig:
     gateway = runtime.gateway
     if gateway.ofport is None or not gateway.mac:
         raise RuntimeError(f"gateway port {gateway.name} has no ofport/MAC yet")
-    gateway_ips = gateway.ips or tuple(
-        str(next(ipaddress.ip_network(c, strict=False).hosts())) for c in runtime.node.pod_cidrs
-    )
+    gateway_ips = gateway.ips or podnetwork.gateway_ips(runtime.node.pod_cidrs)
     return NodeNetworkConfig(
         gateway_ofport=gateway.ofport,
         gateway_mac=gateway.mac,

@@ -42,6 +42,11 @@ class RemoteNodeFlows(Protocol):
     def remove_remote_node(self, name: str) -> None: ...
 
 
+def _remote(info: NodeInfo) -> RemoteNode:
+    """The datapath's view of a routable Node (first transport IP = tunnel endpoint)."""
+    return RemoteNode(info.name, tuple(info.pod_cidrs), info.ips[0])
+
+
 class NodeRouteController:
     def __init__(self, api: kubernetes.client.ApiClient, node_name: str,
                  flows: RemoteNodeFlows, gateway: str, *, netns: str | None = None,
@@ -69,11 +74,11 @@ class NodeRouteController:
         if self.known.get(info.name) == info:
             return
         old = self.known.get(info.name)
-        remote = RemoteNode(info.name, tuple(info.pod_cidrs), info.ips[0])
+        remote = _remote(info)
         self.flows.set_remote_node(remote)
         if old is not None:
-            self._routes("del", old, RemoteNode(old.name, tuple(old.pod_cidrs), old.ips[0]))
-        self._routes("replace", info, remote)
+            self._routes("del", _remote(old))
+        self._routes("replace", remote)
         self._prime_neighbour(remote.transport_ip)
         self.known[info.name] = info
         log.info("remote node routed name=%s podCIDRs=%s via=%s", info.name,
@@ -86,7 +91,7 @@ class NodeRouteController:
         if old is None:
             return
         self.flows.remove_remote_node(name)
-        self._routes("del", old, RemoteNode(old.name, tuple(old.pod_cidrs), old.ips[0]))
+        self._routes("del", _remote(old))
         log.info("remote node removed name=%s", name)
         if self.on_removed is not None:
             self.on_removed(old)
@@ -107,7 +112,7 @@ class NodeRouteController:
         except OSError as exc:
             log.debug("neighbour priming failed ip=%s err=%s", ip, exc)
 
-    def _routes(self, op: str, info: NodeInfo, remote: RemoteNode) -> None:
+    def _routes(self, op: str, remote: RemoteNode) -> None:
         with hostnet.iproute_in(self.netns) as ipr:
             links = ipr.link_lookup(ifname=self.gateway)
             if not links:

@@ -113,6 +113,11 @@ class NodeNetworkConfig:
             ipaddress.ip_address(ip)
 
 
+def gateway_ips(pod_cidrs: Sequence[str]) -> tuple[str, ...]:
+    """Each node's antrea-gw0 holds the first host address of each of its podCIDRs."""
+    return tuple(str(next(ipaddress.ip_network(c, strict=False).hosts())) for c in pod_cidrs)
+
+
 @dataclass(frozen=True)
 class RemoteNode:
     """A peer node: its podCIDRs and the transport IP its tunnel endpoint listens on.
@@ -129,8 +134,7 @@ class RemoteNode:
     def gateways(self) -> tuple[str, ...]:
         if self.gateway_ips:
             return self.gateway_ips
-        return tuple(str(next(ipaddress.ip_network(c, strict=False).hosts()))
-                     for c in self.pod_cidrs)
+        return gateway_ips(self.pod_cidrs)
 
 
 # -- helpers --------------------------------------------------------------------------
