@@ -277,7 +277,8 @@ class ResultCache:
                 continue
             try:
                 out.append(json.loads(path.read_text()))
-            except ValueError:
+            except (ValueError, FileNotFoundError):
+                # Half-written, or removed by a concurrent DEL since the listing.
                 continue
         return out
 
