@@ -95,7 +95,7 @@ class Agent:
         self.flow_installer_factory = flow_installer_factory
         self.options = options
         self.context = AgentContext(node_name=options.node_name, config=config,
-                                    layout=layout)
+                                    layout=layout, kube_api=getattr(cluster, "api", None))
         self.store = InterfaceStore()
         self.node: NodeInfo | None = None
         self.ipam: NodeIPAM | None = None

@@ -29,15 +29,20 @@ reg0 (marks, 32 bits)::
   tunnel traffic (it arrives addressed to the global virtual MAC) and, later, by the
   Service feature after DNAT (the client addressed the packet to the gateway). Same bit
   as Antrea, so flow dumps read alike.
-* bits 10-31: reserved for NetworkPolicy and plugin features; they are allocated in
-  this module too, so no two features pick the same bit.
+* bits 10-31: owned as listed under reg2-reg9 below.
 
 reg1 (32 bits) ``TARGET_OFPORT``: the output port chosen in L2ForwardingCalc. Ingress
 NetworkPolicy matches the destination pod by it (one flow per pod port instead of per
 pod IP) and Output sends to it with ``output:reg1``.
 
-reg2-reg9: unused by pod networking; reserved for NetworkPolicy (conjunction ids) and
-AntreaProxy (endpoint IP/port), to be allocated here.
+reg2-reg9: unused by pod networking. Owners, so that no two features pick the same bits
+(each owner declares its `RegField`s in its own module and documents them there):
+
+* reg2, reg5, reg6 and ct_label bits 0-63: NetworkPolicy
+  (`antrea_core.agent.networkpolicy`): conjunction / rule ids.
+* reg3, reg4, xxreg3 (reg12-reg15), ct_mark bits 5-15 and ct_label bits 64-127:
+  AntreaProxy (`plugins/proxy`): endpoint IP/port, service states, affinity.
+* reg0 bits 10-19: NetworkPolicy; reg0 bits 20-29: AntreaProxy.
 
 Conntrack zones: one per address family (`CT_ZONE_V4`, `CT_ZONE_V6`), same numbers as
 Antrea's so that ``conntrack -L``/``dpctl/dump-conntrack`` output looks familiar. A zone
@@ -51,7 +56,7 @@ ct_mark (32 bits):
   DNAT-ed the request (kube-proxy) and must see the reply to undo it.
 * bit 4 ``SERVICE``: the connection was load-balanced by AntreaProxy, which commits it
   itself (with NAT); ConntrackCommit leaves such connections alone.
-* bits 5-31: reserved, allocated here.
+* bits 5-15: AntreaProxy; bits 16-31: NetworkPolicy and later features.
 """
 
 from __future__ import annotations
