@@ -11,4 +11,5 @@ mkdir -p "$OUT/antrea_core/apis"
 # "from antrea_core.apis import cni_pb2".
 "$PY" -m grpc_tools.protoc -I . \
   --python_out="$OUT" --grpc_python_out="$OUT" \
-  antrea_core/apis/cni.proto
+  antrea_core/apis/cni.proto antrea_core/apis/controlplane.proto
+"$PY" -m grpc_tools.protoc -I . --python_out="$OUT" --grpc_python_out="$OUT" antrea_core/apis/agentquery.proto

@@ -7,10 +7,12 @@ disturbing running pods):
 2. connect to OVSDB; ensure the bridge, the gateway port (MTU = pod MTU, first address
    of each podCIDR) and, when pods may be tunnelled, the tunnel port;
 3. rebuild the interface store from OVSDB;
-4. build the pod flow installer (required: see podflows);
+4. build the pod flow installer (required: see podflows) and the NetworkPolicy
+   enforcement (its flows from a previous run stay until the controller's snapshot);
 5. reconcile: release ports and IPs of pods deleted while the agent was down; reinstall
    flows and announce ``antrea_pod_added`` for the surviving pods;
-6. start the CNI server (it first replays DELs queued while no agent listened);
+6. start the CNI server (it first replays DELs queued while no agent listened), the
+   query API for antctl, and — in the background — the controller's policy watch;
 7. install the CNI configuration and binary, so kubelet only sees the network as ready
    once an agent answers;
 8. ``antrea_agent_started``.
@@ -28,14 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from antrea_core.agent import cniconfig, hostnet
+from antrea_core.agent.apiserver import AgentQueryServer, default_socket_path
 from antrea_core.agent.bridge.interface_store import InterfaceConfig, InterfaceStore
 from antrea_core.agent.bridge.lifecycle import OVSBridge, attach_uplink, ensure_bridge
 from antrea_core.agent.bridge.ovsdb import OVSDB
 from antrea_core.agent.cniserver.server import CNIServer
+from antrea_core.agent.controlplane.discovery import DiscoveryError, start_watch
 from antrea_core.agent.ipam.allocator import NodeIPAM
 from antrea_core.agent.mtu import pod_mtu, transport_is_ipv6, tunnel_overhead
+from antrea_core.agent.networkpolicy import agentplugin as networkpolicy
+from antrea_core.agent.networkpolicy.controller import NetworkPolicyController
 from antrea_core.agent.nodeinfo import ClusterView
 from antrea_core.agent.noderoute import NodeRouteController, RemoteNodeFlows
+from antrea_core.agent.openflow.podnetwork import gateway_ips
 from antrea_core.agent.podconfigurator import (
     PodConfigurator,
     PodNetworkSettings,
@@ -111,6 +118,11 @@ class Agent:
         self.veths = PodInterfaces(options.host_netns)
         self.node_routes: NodeRouteController | None = None
         self.snat: PodSNAT | None = None
+        # NetworkPolicy enforcement; `network_policy.handler` is what the controller
+        # watch feeds. Built with the flow installer, before pods are reconciled.
+        self.network_policy: NetworkPolicyController | None = None
+        self.policy_watch: Any = None  # ControllerWatch, once the controller is found
+        self.query_server: AgentQueryServer | None = None
         self._stop = threading.Event()
 
     @property
@@ -155,6 +167,9 @@ class Agent:
             node=self.node, bridge_name=cfg.ovs_bridge, ovs_run_dir=cfg.ovs_run_dir,
             datapath_type=cfg.ovs_datapath_type, gateway=self.gateway, tunnel=self.tunnel,
             pod_mtu=self.pod_mtu, store=self.store))
+        self.network_policy = networkpolicy.enable(
+            self.pm, self.node.name, self.context.bridge,
+            self.gateway.ips or gateway_ips(self.node.pod_cidrs))
         node_routes_rv = self._sync_node_routes()
         self._reconcile()
 
@@ -168,6 +183,10 @@ class Agent:
         self.cni_server = CNIServer(cfg.cni_socket, self.configurator,
                                     max_workers=self.options.cni_workers)
         self.cni_server.start()
+        self.query_server = AgentQueryServer(default_socket_path(cfg.cni_socket), self.store,
+                                             self.layout, cfg.ovs_bridge, cfg.ovs_run_dir)
+        self.query_server.start()
+        self._start_policy_watch()
         if self.node_routes is not None:
             self.node_routes.start(self._stop, node_routes_rv)
         self._install_cni()
@@ -175,6 +194,31 @@ class Agent:
         log.info("agent started node=%s podCIDRs=%s mtu=%d pods=%d socket=%s",
                  self.node.name, ",".join(self.node.pod_cidrs), self.pod_mtu,
                  len(self.store.containers()), cfg.cni_socket)
+
+    def _start_policy_watch(self) -> None:
+        """Find the controller and stream this node's policies into the enforcement, in
+        the background: pods get networking while the controller is still starting, and
+        whatever policy flows exist stay enforced until the watch delivers (never fail
+        open)."""
+        api = self.context.kube_api
+        if api is None or self.network_policy is None:
+            log.warning("NetworkPolicy watch disabled (cluster API=%s)", api is not None)
+            return
+        handler = self.network_policy.handler
+
+        def run() -> None:
+            try:
+                watch = start_watch(api, self.options.node_name, handler, self._stop)
+            except DiscoveryError as exc:
+                if not self._stop.is_set():
+                    log.error("NetworkPolicy watch not started: %s", exc)
+                return
+            if self._stop.is_set():  # stopped while discovering
+                watch.stop()
+            else:
+                self.policy_watch = watch
+
+        threading.Thread(target=run, name="antrea-policy-watch-start", daemon=True).start()
 
     def _attach_uplink(self) -> None:
         """Userspace tunnels need the node's transport IP on an OVS bridge (see
@@ -271,6 +315,12 @@ class Agent:
         log.info("agent stopped node=%s", self.options.node_name)
 
     def _close(self) -> None:
+        if self.policy_watch is not None:
+            self.policy_watch.stop()
+            self.policy_watch = None
+        if self.query_server is not None:
+            self.query_server.stop()
+            self.query_server = None
         if self.cni_server is not None:
             self.cni_server.stop()
             self.cni_server = None

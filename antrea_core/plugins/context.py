@@ -49,8 +49,9 @@ class AgentContext:
     `config` is the validated `AgentConfig`; `layout` the pipeline's `PipelineLayout`;
     `bridge` the OpenFlow client of the node's bridge (install/delete flows and groups);
     `node` this node; `kube_api` the official client's `kubernetes.client.ApiClient`
-    authenticated as this agent (None when the agent runs without a cluster). Fields are filled as the agent starts; hooks that receive the
-    context are only called once the fields they need are set.
+    authenticated as this agent (None when the agent runs without a cluster). Fields
+    are filled as the agent starts; hooks that receive the context are only called once
+    the fields they need are set.
     """
 
     node_name: str

@@ -79,7 +79,7 @@ def up(
     ctx: typer.Context,
     nodes: Annotated[int, typer.Option(min=1, max=20)] = 2,
     cni: Annotated[str, typer.Option(help="bridge: Debian's bridge+host-local plugins; "
-                                          "antrea: antrea-agent per node (in progress)")
+                                          "antrea: antrea-controller + antrea-agent per node")
                    ] = "bridge",
     api_port: Annotated[int, typer.Option(help="0 = 6443 if free, else any")] = 0,
     demo: Annotated[bool, typer.Option(help="Deploy demo pods and print their "
@@ -155,7 +155,8 @@ def status(ctx: typer.Context) -> None:
 
 @app.command()
 def restart(ctx: typer.Context,
-            component: Annotated[str, typer.Argument(help="e.g. node1-antrea-agent")],
+            component: Annotated[str, typer.Argument(
+                help="e.g. node1-antrea-agent, node1-ovs-vswitchd")],
             kill: Annotated[bool, typer.Option(help="SIGKILL instead of SIGTERM")] = False,
             ) -> None:
     """Restart one lab component (agent, kubelet, API server …) as `up` started it."""
@@ -163,7 +164,13 @@ def restart(ctx: typer.Context,
     lab = _lab(ctx.obj)
     _running(lab)
     try:
-        pid = cluster.restart(lab, component, kill=kill)
+        if component.endswith("-ovs-vswitchd"):
+            from antrea_lab.node import ovs
+
+            pid = ovs.restart_lab_vswitchd(lab, component.removesuffix("-ovs-vswitchd"),
+                                           kill=kill)
+        else:
+            pid = cluster.restart(lab, component, kill=kill)
     except LabError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -183,6 +190,42 @@ def kubectl(ctx: typer.Context) -> None:
     _running(lab)
     argv = [kubectl_path(), "--kubeconfig", str(lab.kubeconfig), *ctx.args]
     raise typer.Exit(subprocess.run(argv, check=False).returncode)
+
+
+@app.command(name="antctl", context_settings={"allow_extra_args": True,
+                                             "ignore_unknown_options": True})
+def antctl_(ctx: typer.Context,
+            node: Annotated[str | None, typer.Option(
+                "--node", help="run on this node, against its agent")] = None) -> None:
+    """Run antctl in the lab: antrea-lab antctl [--node NODE] get … (see docs/antctl.md)."""
+    import yaml
+
+    from antrea_core.agent.apiserver import default_socket_path
+    from antrea_lab.node import topology
+
+    _require_root()
+    lab = _lab(ctx.obj)
+    state = _running(lab)
+    if node is not None and node not in state.nodes:
+        typer.echo(f"no node {node} in lab {lab.name}; nodes: {', '.join(state.nodes)}",
+                   err=True)
+        raise typer.Exit(1)
+    # The controller and the API server are reachable from the lab's netns at the
+    # control-plane IP (not 127.0.0.1): an admin kubeconfig pointing there.
+    kubeconfig = yaml.safe_load(lab.kubeconfig.read_text())
+    for entry in kubeconfig.get("clusters") or []:
+        entry["cluster"]["server"] = f"https://{topology.CONTROL_PLANE_IP}:{state.api_port}"
+    antctl_kubeconfig = lab.path / "antctl.kubeconfig"
+    antctl_kubeconfig.write_text(yaml.safe_dump(kubeconfig))
+    antctl_kubeconfig.chmod(0o600)
+    env = dict(os.environ, KUBECONFIG=str(antctl_kubeconfig))
+    if node is not None:
+        cni_socket = cluster.agent_config(lab, node)["cniSocket"]
+        env["ANTREA_AGENT_QUERY_SOCKET"] = str(default_socket_path(cni_socket))
+    netns = lab.netns(node) if node is not None else lab.netns("underlay")
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-m", "antrea_core.antctl",
+            *ctx.args]
+    raise typer.Exit(subprocess.run(argv, env=env, check=False).returncode)
 
 
 @app.command(name="exec", context_settings={"allow_extra_args": True,
@@ -248,7 +291,8 @@ def probe_cmd(
 @app.command()
 def logs(
     ctx: typer.Context,
-    component: Annotated[str | None, typer.Argument(help="e.g. apiserver, node1-kubelet")] = None,
+    component: Annotated[str | None, typer.Argument(
+        help="e.g. apiserver, controller, node1-kubelet")] = None,
     follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
     lines: Annotated[int, typer.Option("-n", "--lines")] = 50,
 ) -> None:

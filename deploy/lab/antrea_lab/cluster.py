@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from antrea_lab import processes
-from antrea_lab.credentials import ensure_credentials
+from antrea_lab.credentials import controller_kubeconfig, ensure_credentials
 from antrea_lab.labdir import (
     CLUSTER_CIDR,
     NODE_CIDR_MASK,
@@ -102,6 +102,8 @@ def restart(lab: LabDir, component: str, kill: bool = False) -> int:
     processes.stop(pid, str(lab.path))
     command = state.commands[component]
     _start(lab, state, component, command["argv"], netns=command["netns"])
+    if component == CONTROLLER:
+        wait_controller_serving(lab)
     return state.pids[component]
 
 
@@ -177,6 +179,9 @@ def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None
         py, "-m", "antrea_lab.controllers",
         "--kubeconfig", str(lab.path / "controller-manager.kubeconfig"),
         "--cluster-cidr", CLUSTER_CIDR, "--node-cidr-mask-size", str(NODE_CIDR_MASK)]))
+    if cni == "antrea":
+        # Not waited for here: it starts while the nodes do (agents wait for it).
+        step("antrea-controller", lambda: start_controller(lab, state, wait=False))
     for index, node in enumerate(names, start=1):
         def start_node(node: str = node, index: int = index) -> None:
             pids = ovs.NodeOVS(lab.netns(node), lab.ovs_dirs(node), lab.logs,
@@ -206,9 +211,109 @@ def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None
             _start(lab, state, f"{node}-kubelet", argv, netns=lab.netns(node))
         step(f"{node}: Open vSwitch + kubelet", start_node)
     step("nodes Ready", lambda: wait_nodes_ready(lab, names))
+    if cni == "antrea":
+        step("antrea-controller serving", lambda: wait_controller_serving(lab))
     if cni == "bridge":
         step("pod routes between nodes (bridge mode)", lambda: route_pod_cidrs(lab))
     return state
+
+
+CONTROLLER = "controller"  # the component name: `antrea-lab restart/logs controller`
+CONTROLLER_API_PORT = 10349  # antrea-controller's apiPort default
+ANTREA_SERVICE_LABELS = {"app": "antrea", "component": "antrea-controller"}
+# Set on the Endpoints/EndpointSlice we write, so no controller of the lab claims them.
+LAB_MANAGER = "antrea-lab"
+
+
+def controller_dir(lab: LabDir) -> Path:
+    return lab.path / "antrea-controller"
+
+
+def start_controller(lab: LabDir, state: LabState, wait: bool = True) -> None:
+    """Run antrea-controller in the underlay netns (agents in node netns reach it at the
+    control-plane IP), point Service kube-system/antrea at it and (if `wait`) wait until
+    it serves."""
+    from antrea_lab.node import topology
+
+    conf = controller_dir(lab) / "antrea-controller.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(yaml.safe_dump({"apiPort": CONTROLLER_API_PORT}))
+    ensure_antrea_service(lab, topology.CONTROL_PLANE_IP, CONTROLLER_API_PORT)
+    _start(lab, state, CONTROLLER, [
+        str(Path(sys.executable).parent / "antrea-controller"), "--config", str(conf),
+        "--kubeconfig", str(controller_kubeconfig(lab)),
+        "--bind-address", topology.CONTROL_PLANE_IP,
+        "--cert-dir", str(controller_dir(lab) / "certs")], netns=lab.netns("underlay"))
+    if wait:
+        wait_controller_serving(lab)
+
+
+def ensure_antrea_service(lab: LabDir, ip: str, port: int) -> None:
+    """Service kube-system/antrea without a selector, with Endpoints and an EndpointSlice
+    naming the controller's address (what a selector would give in a real cluster)."""
+    from kubernetes import client
+
+    api = kube_client(lab)
+    core, disco = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+    ns = "kube-system"
+    labels = {**ANTREA_SERVICE_LABELS, "endpointslice.kubernetes.io/managed-by": LAB_MANAGER}
+    service = {"metadata": {"name": "antrea", "labels": ANTREA_SERVICE_LABELS},
+               "spec": {"ports": [{"name": "api", "port": 443, "protocol": "TCP",
+                                   "targetPort": port}]}}
+    # skip-mirror: the EndpointSlice is written here too, none should be derived.
+    ep_labels = {**ANTREA_SERVICE_LABELS, "endpointslice.kubernetes.io/skip-mirror": "true"}
+    endpoints = {"metadata": {"name": "antrea", "labels": ep_labels},
+                 "subsets": [{"addresses": [{"ip": ip}],
+                              "ports": [{"name": "api", "port": port, "protocol": "TCP"}]}]}
+    eps = {"metadata": {"name": "antrea-lab",
+                        "labels": {**labels, "kubernetes.io/service-name": "antrea"}},
+           "addressType": "IPv6" if ":" in ip else "IPv4",
+           "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+           "ports": [{"name": "api", "port": port, "protocol": "TCP"}]}
+    for create, replace, body in (
+            (core.create_namespaced_service, None, service),
+            (core.create_namespaced_endpoints, core.replace_namespaced_endpoints, endpoints),
+            (disco.create_namespaced_endpoint_slice, disco.replace_namespaced_endpoint_slice,
+             eps)):
+        try:
+            create(ns, body)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            if replace is not None:
+                replace(body["metadata"]["name"], ns, body)
+
+
+def wait_controller_serving(lab: LabDir, timeout: float = 60.0) -> None:
+    """Until antrea-controller completes a TLS handshake at its Service endpoint (from
+    the underlay netns, with the CA it published), or fail pointing at its log."""
+    from antrea_lab.node import netns, topology
+
+    ca = controller_dir(lab) / "certs" / "ca.crt"
+    deadline = time.monotonic() + timeout
+    last = "no CA yet"
+
+    def handshake() -> None:
+        ctx = ssl.create_default_context(cafile=str(ca))
+        ctx.set_alpn_protocols(["h2"])
+        with socket.create_connection((topology.CONTROL_PLANE_IP, CONTROLLER_API_PORT),
+                                      timeout=2) as sock, \
+                ctx.wrap_socket(sock, server_hostname="antrea.kube-system.svc"):
+            pass
+
+    while time.monotonic() < deadline:
+        pid = lab.load().pids.get(CONTROLLER, 0)  # type: ignore[union-attr]
+        if not processes.is_ours(pid, str(lab.path)):
+            raise LabError(f"antrea-controller exited; see {lab.log(CONTROLLER)}")
+        if ca.exists():
+            try:
+                netns.run_in(lab.netns("underlay"), handshake)
+                return
+            except OSError as exc:
+                last = str(exc)
+        time.sleep(0.2)
+    raise LabError(f"antrea-controller not serving after {timeout:.0f}s ({last}); "
+                   f"see {lab.log(CONTROLLER)}")
 
 
 def route_pod_cidrs(lab: LabDir) -> None:

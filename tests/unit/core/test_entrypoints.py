@@ -40,12 +40,13 @@ def test_agent_needs_a_node_name():
     assert "node name is required" in proc.stderr
 
 
-def test_controller_rejects_bad_config_and_is_honest(tmp_path):
+def test_controller_rejects_bad_config_naming_the_key_and_needs_credentials(tmp_path):
     conf = tmp_path / "antrea-controller.conf"
     conf.write_text("apiPort: many\n")
-    assert run("antrea-controller", "--config", str(conf)).returncode == 2
-    proc = run("antrea-controller")
-    assert proc.returncode == 3 and "not implemented yet" in proc.stderr
+    bad = run("antrea-controller", "--config", str(conf))
+    assert bad.returncode == 2 and "apiPort" in bad.stderr
+    proc = run("antrea-controller", "--kubeconfig", str(tmp_path / "missing"))
+    assert proc.returncode != 0 and "credentials" in proc.stderr
 
 
 def test_cni_version_and_spec_shaped_errors():

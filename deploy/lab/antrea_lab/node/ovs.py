@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from antrea_lab import processes
+from antrea_lab.labdir import LabDir, LabError
 
 log = logging.getLogger("antrea.lab.ovs")
 
@@ -119,6 +121,18 @@ class NodeOVS:
         log.info("OVS stopped netns=%s pids=%s", self.netns, stopped)
         return stopped
 
+    def restart_vswitchd(self, kill: bool = False, timeout: float = 20.0) -> int:
+        """Stop ovs-vswitchd (SIGKILL if `kill`: a crash) and start it again with the same
+        database; returns the new PID. ovsdb-server keeps running, so bridges and ports
+        come back, but every OpenFlow flow is gone until a controller replays it."""
+        pid = self.running_pid(VSWITCHD)
+        if pid is not None:
+            if kill:
+                os.kill(pid, signal.SIGKILL)
+            processes.stop(pid, VSWITCHD, timeout)
+            self.pidfile(VSWITCHD).unlink(missing_ok=True)
+        return self.start(timeout).ovs_vswitchd
+
     def running_pid(self, binary: str) -> int | None:
         try:
             pid = int(self.pidfile(binary).read_text().strip())
@@ -177,6 +191,23 @@ def start(netns: str, base: Path, log_dir: Path | None = None, prefix: str = "")
     """
     pids = NodeOVS(netns, base, log_dir, prefix).start()
     return {DB_SERVER: pids.ovsdb_server, VSWITCHD: pids.ovs_vswitchd}
+
+
+def restart_lab_vswitchd(lab: LabDir, node: str, kill: bool = False) -> int:
+    """Restart a lab node's ovs-vswitchd inside its netns (`antrea-lab restart
+    <node>-ovs-vswitchd`) and record the new PID in lab.json; returns it."""
+    state = lab.load()
+    if state is None or node not in state.nodes:
+        raise LabError(f"no node {node!r} in lab {lab.name}")
+    try:
+        pid = NodeOVS(lab.netns(node), lab.ovs_dirs(node), lab.logs,
+                      log_prefix=node).restart_vswitchd(kill=kill)
+    except OVSError as exc:
+        raise LabError(f"{node}: cannot restart {VSWITCHD}: {exc}") from None
+    state = lab.load() or state  # re-read: other components may have changed meanwhile
+    state.pids[f"{node}-{VSWITCHD}"] = pid
+    lab.save(state)
+    return pid
 
 
 def stop(base: Path) -> list[int]:

@@ -1,0 +1,3 @@
+from antrea_core.antctl.main import main
+
+main()
