@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick start, part 1: install everything, bring up a 2-node lab networked by
 # antrea-agent (CNI=bridge for the plain bridge plugin), deploy the demo pods
-# and print their connectivity matrix. Re-running replaces the previous demo lab.
+# and print their connectivity matrix; with antrea, then apply a NetworkPolicy and
+# print the matrix it leaves. Re-running replaces the previous demo lab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/install.sh

@@ -122,7 +122,7 @@ def up(
     if demo:
         from antrea_lab import demo as demo_mod
 
-        demo_mod.run(lab, progress=typer.echo)
+        demo_mod.run(lab, progress=typer.echo, policy=(cni == "antrea"))
 
 
 @app.command()

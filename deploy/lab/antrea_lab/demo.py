@@ -1,4 +1,5 @@
-"""The lab's demo: apply demo pods with kubectl, wait until they run, print the matrix."""
+"""The lab's demo: apply demo pods with kubectl, wait until they run, print the matrix;
+with antrea-agent networking the pods, then apply a NetworkPolicy and show it enforced."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from antrea_lab.labdir import LabDir, LabError
 NAMESPACE = "demo"
 
 
-def manifest_path() -> str:
-    return str(resources.files("antrea_lab") / "manifests" / "demo.yaml")
+def manifest_path(name: str = "demo.yaml") -> str:
+    return str(resources.files("antrea_lab") / "manifests" / name)
 
 
 def wait_running(lab: LabDir, namespace: str, count: int, timeout: float = 90.0) -> list:
@@ -32,7 +33,8 @@ def wait_running(lab: LabDir, namespace: str, count: int, timeout: float = 90.0)
     raise LabError(f"demo pods not running after {timeout:.0f}s: {states}")
 
 
-def run(lab: LabDir, progress: cluster.Progress = print) -> probe.Matrix:
+def run(lab: LabDir, progress: cluster.Progress = print, policy: bool = False
+        ) -> probe.Matrix:
     from antrea_lab.cli import kubectl_path
 
     progress("demo: kubectl apply -f " + manifest_path())
@@ -45,5 +47,31 @@ def run(lab: LabDir, progress: cluster.Progress = print) -> probe.Matrix:
     matrix = probe.probe_matrix(probe.pod_endpoints(lab, pods), proto="tcp", port=80,
                                 timeout=3)
     progress("\nconnectivity matrix ('.' = reachable, 'X' = not):")
+    progress(matrix.render())
+    if policy:
+        matrix = _policy_act(lab, pods, progress)
+    return matrix
+
+
+def _policy_act(lab: LabDir, pods: list, progress: cluster.Progress) -> probe.Matrix:
+    """Apply demo-policy.yaml and print the matrix once web-a admits only web-d."""
+    from antrea_lab.cli import kubectl_path
+
+    path = manifest_path("demo-policy.yaml")
+    progress("\ndemo: kubectl apply -f " + path)
+    subprocess.run([kubectl_path(), "--kubeconfig", str(lab.kubeconfig), "apply", "-f", path],
+                   check=True)
+    endpoints = probe.pod_endpoints(lab, pods)
+    target, allowed = f"{NAMESPACE}/web-a", f"{NAMESPACE}/web-d"
+    # Enforced once web-a refuses every other pod except web-d (a pod reaching itself
+    # never leaves its netns).
+    expected = {e.key: e.key in (target, allowed) for e in endpoints}
+    deadline = time.monotonic() + 20
+    while True:
+        matrix = probe.probe_matrix(endpoints, proto="tcp", port=80, timeout=1)
+        seen = {src: matrix.reachable[src][target] for src in expected}
+        if seen == expected or time.monotonic() > deadline:
+            break
+    progress("connectivity matrix with the policy (web-a admits only web-d):")
     progress(matrix.render())
     return matrix
