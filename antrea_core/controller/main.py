@@ -15,6 +15,7 @@ Exit codes: 0 stopped by a signal; 1 failed at run time; 2 bad configuration or 
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import signal
@@ -172,6 +173,10 @@ def start(cfg: Any, *, kubeconfig: str | None, bind_address: str, cert_dir: Path
                          ",".join(waiting) or "-")
         LOG.info("initial sync done %s", " ".join(f"{k}={v}" for k, v in
                                                   computation.stats().items()))
+        # The synced state (up to millions of long-lived objects at scale) moves to the
+        # permanent generation: later collections no longer rescan it.
+        gc.collect()
+        gc.freeze()
 
         address = listen_address(bind_address, cfg.api_port)
         running.server = ControlPlaneServer(running.store,
