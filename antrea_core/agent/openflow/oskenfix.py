@@ -57,6 +57,22 @@ def _parse_packet_in2_property(self: parser.NXTPacketIn2, prop: object) -> None:
         self.cookie = struct.unpack_from("!Q", data, 4)[0]
 
 
+def _parse_copy_field(cls: type, buf: bytes, offset: int) -> parser.OFPActionCopyField:
+    """os-ken reads the oxm ids from `len` bytes past the fixed part (so into the padding
+    and the next action) and then asserts there are exactly two: every flow dump holding
+    a ``move:`` (copy_field) failed to parse. Read exactly the source and destination."""
+    (type_, len_, n_bits, src_offset, dst_offset) = struct.unpack_from(
+        ofp.OFP_ACTION_COPY_FIELD_PACK_STR, buf, offset)
+    rest = bytes(buf[offset + ofp.OFP_ACTION_COPY_FIELD_SIZE:offset + len_])
+    oxm_ids = []
+    for _ in range(2):
+        oxm_id, rest = parser.OFPOxmId.parse(rest)
+        oxm_ids.append(oxm_id)
+    action = cls(n_bits, src_offset, dst_offset, oxm_ids, type_, len_)
+    action.len = len_  # the constructor recomputes it without the padding
+    return action
+
+
 def apply() -> None:
     """Apply all fixes (safe to call more than once)."""
     global _applied
@@ -64,6 +80,7 @@ def apply() -> None:
         return
     _add_oxm_fields()
     parser.NXTPacketIn2._parse_property = _parse_packet_in2_property
+    parser.OFPActionCopyField.parser = classmethod(_parse_copy_field)  # type: ignore[assignment]
     _applied = True
 
 

@@ -25,8 +25,10 @@ import errno
 import json
 import logging
 import os
+import random
 import signal
 import socket
+import struct
 import sys
 import time
 import uuid
@@ -326,6 +328,59 @@ async def _udp_round_trip(target: Target, timeout: float, payload: bytes,
         transport.close()
 
 
+ICMP_ECHO_REQUEST = 8
+ICMP_ECHO_REPLY = 0
+ICMPV6_ECHO_REQUEST = 128
+ICMPV6_ECHO_REPLY = 129
+
+
+def _inet_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+async def _icmp_round_trip(target: Target, timeout: float, attempts: int = 3) -> float:
+    """ICMP echo through a raw socket (root; the lab's pod netns have no ping binary and
+    no ping_group_range for unprivileged ICMP sockets). The port of `target` is unused."""
+    loop = asyncio.get_running_loop()
+    v6 = target.family == socket.AF_INET6
+    sock = socket.socket(target.family, socket.SOCK_RAW,
+                         socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+    sock.setblocking(False)
+    ident = random.randrange(1 << 16)
+    request, reply = ((ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY) if v6
+                      else (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY))
+    start = time.monotonic()
+    try:
+        for seq in range(attempts):
+            payload = uuid.uuid4().bytes
+            header = struct.pack("!BBHHH", request, 0, 0, ident, seq)
+            # The kernel fills the ICMPv6 checksum (it needs the pseudo-header).
+            csum = 0 if v6 else _inet_checksum(header + payload)
+            packet = struct.pack("!BBHHH", request, 0, csum, ident, seq) + payload
+            sent = time.monotonic()
+            await loop.sock_sendto(sock, packet, (target.host, 0))
+            slot_end = start + timeout * (seq + 1) / attempts
+            while (left := slot_end - time.monotonic()) > 0:
+                try:
+                    data, peer = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), left)
+                except TimeoutError:
+                    break
+                icmp = data if v6 else data[(data[0] & 0x0F) * 4:]  # v4 raw: IP header too
+                if (peer[0] == target.host and len(icmp) >= 8 + len(payload)
+                        and icmp[0] == reply
+                        and struct.unpack("!HH", icmp[4:8]) == (ident, seq)
+                        and icmp[8:8 + len(payload)] == payload):
+                    return time.monotonic() - sent
+        raise TimeoutError()
+    finally:
+        sock.close()
+
+
 async def probe_one(target: Target, proto: str, timeout: float,
                     hostname: bool = False) -> dict[str, Any]:
     if hostname:
@@ -335,7 +390,9 @@ async def probe_one(target: Target, proto: str, timeout: float,
         expect = payload
     try:
         async with asyncio.timeout(timeout):
-            if proto == "udp":
+            if proto == "icmp":
+                rtt, reply = await _icmp_round_trip(target, timeout), b"icmp"
+            elif proto == "udp":
                 rtt, reply = await _udp_round_trip(target, timeout, payload, expect)
             else:
                 ipproto = SCTP if proto == "sctp" else socket.IPPROTO_TCP
@@ -406,7 +463,8 @@ def _build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("probe", "one echo round trip per target, JSON line each"),
                            ("connect", "N short connections to one target, prints the rate")):
         q = sub.add_parser(name, help=helptext)
-        q.add_argument("--proto", choices=("tcp", "udp", "sctp"), default="tcp")
+        q.add_argument("--proto", choices=("tcp", "udp", "sctp", "icmp"), default="tcp",
+                       help="icmp: echo request (raw socket, root); the port is ignored")
         q.add_argument("--timeout", type=float, default=1.0)
         if name == "probe":
             q.add_argument("--hostname", action="store_true",
@@ -436,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         for result in asyncio.run(probe_all(targets, args.proto, args.timeout, args.hostname)):
             print(json.dumps(result), flush=True)
         return 0
-    if args.proto == "udp":
+    if args.proto in ("udp", "icmp"):
         parser.error("connect supports tcp and sctp")
     result = asyncio.run(connect_many(targets[0], args.proto, args.count, args.timeout,
                                       args.concurrency))

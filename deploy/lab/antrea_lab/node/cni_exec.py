@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,6 +336,7 @@ class CNIExecutor:
     def add(self, att: Attachment, conf: NetworkConfigList | None = None) -> dict[str, Any]:
         conf = conf or self.load()
         result: dict[str, Any] | None = None
+        start = time.monotonic()
         for plugin in conf.plugins:
             stdin = conf.plugin_stdin(plugin, result, att.capability_args)
             result = self._run(plugin["type"], "ADD", att, stdin)
@@ -343,8 +345,9 @@ class CNIExecutor:
         assert result is not None
         self.cache.save(conf, att, result)
         log.info(
-            "CNI ADD done network=%s container=%s ips=%s",
+            "CNI ADD done network=%s container=%s ips=%s ms=%.1f",
             conf.name, att.container_id, pod_ips(result, att.ifname),
+            (time.monotonic() - start) * 1000,
         )
         return result
 
