@@ -43,9 +43,8 @@ def run(lab: LabDir, progress: cluster.Progress = print, policy: bool = False
     pods = wait_running(lab, NAMESPACE, 4)
     subprocess.run([kubectl_path(), "--kubeconfig", str(lab.kubeconfig), "get", "pods", "-n",
                     NAMESPACE, "-o", "wide"], check=False)
-    # 3 s: TCP may retransmit a first SYN lost right after start-up (a known issue).
     matrix = probe.probe_matrix(probe.pod_endpoints(lab, pods), proto="tcp", port=80,
-                                timeout=3)
+                                timeout=2)
     progress("\nconnectivity matrix ('.' = reachable, 'X' = not):")
     progress(matrix.render())
     if policy:
