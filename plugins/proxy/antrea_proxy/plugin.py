@@ -1,11 +1,164 @@
-"""The AntreaProxy feature plugin.
+"""The AntreaProxy feature plugin: Kubernetes Services load-balanced in the OVS pipeline.
 
-Skeleton: it registers through the `antrea.agent.features` entry point and is loaded
-when AntreaProxy is enabled, but implements no hook yet (see the project's open issues).
+Hooks: `antrea_pipeline_tables` declares the Service tables; `antrea_agent_started`
+installs the Service-independent flows and starts one background thread that lists and
+watches Services and EndpointSlices (`watcher`), keeps the model (`model`) and
+re-syncs the bridge (`proxier`) whenever either changes, coalescing bursts of events.
+
+Two couplings with the core go through the bridge's OpenFlow connection (the agent
+offers no hook for them yet): packet-ins carrying our reject marker are answered here
+(other packet-ins go to whoever handled them before), and after ovs-vswitchd reconnects
+our flows are replayed right after the core's.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from typing import Any
+
+import kubernetes
+
+from antrea_core.agent.openflow.podnetwork import gateway_ips
+from antrea_core.plugins.hookspecs import hookimpl
+from antrea_proxy import serviceflows
+from antrea_proxy.conntrack import appctl_runner
+from antrea_proxy.hostnodeport import HostNodePorts
+from antrea_proxy.model import JSON, ServiceCatalog
+from antrea_proxy.proxier import FEATURE, Proxier
+from antrea_proxy.watcher import ResourceWatch
+
+log = logging.getLogger("antrea.agent.proxy")
+
+COALESCE_SECONDS = 0.02  # gather an EndpointSlice burst into one sync
+RETRY_SECONDS = 1.0
+
 
 class Plugin:
-    feature = "AntreaProxy"
+    feature = FEATURE
+    default_enabled = True
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._dirty = threading.Event()
+        self._lock = threading.Lock()  # the catalog: written by two watch threads
+        self.catalog: ServiceCatalog | None = None
+        self.proxier: Proxier | None = None
+        self.node_ports: HostNodePorts | None = None
+        self._thread: threading.Thread | None = None
+
+    @hookimpl
+    def antrea_pipeline_tables(self) -> list[Any]:
+        return serviceflows.tables()
+
+    @hookimpl
+    def antrea_agent_started(self, context: Any) -> None:
+        if context.bridge is None or context.kube_api is None or context.node is None:
+            log.warning("AntreaProxy inactive: no bridge or no cluster API")
+            return
+        cfg = context.config.antrea_proxy
+        bridge = context.bridge
+        gateway_ip = next(iter(gateway_ips(context.node.pod_cidrs)), "")
+        if cfg.proxy_all:
+            self.node_ports = HostNodePorts(context.config.host_gateway)
+            self.node_ports.install()
+        self.proxier = Proxier(
+            bridge, context.layout,
+            serviceflows.ProxyFlowConfig(node_ips=tuple(context.node.ips),
+                                         proxy_all=bool(cfg.proxy_all),
+                                         gateway_ip=gateway_ip if cfg.proxy_all else "",
+                                         learn_cookie=bridge.cookie(FEATURE)),
+            conntrack=appctl_runner(context.config.ovs_run_dir))
+        self.proxier.install_initial()
+        self._chain_connection_callbacks(bridge.conn, self.proxier)
+        self.catalog = ServiceCatalog(
+            local_node=context.node_name, service_proxy_name=cfg.service_proxy_name,
+            skip_services=frozenset(cfg.skip_services),
+            proxy_load_balancer_ips=bool(cfg.proxy_load_balancer_ips))
+        core = kubernetes.client.CoreV1Api(context.kube_api)
+        discovery = kubernetes.client.DiscoveryV1Api(context.kube_api)
+        watches = [
+            ResourceWatch("services", core.list_service_for_all_namespaces,
+                          self._event(ServiceCatalog.set_service),
+                          self._snapshot("services")),
+            ResourceWatch("endpointslices", discovery.list_endpoint_slice_for_all_namespaces,
+                          self._event(ServiceCatalog.set_slice),
+                          self._snapshot("slices")),
+        ]
+        self._thread = threading.Thread(target=self._run, args=(watches,),
+                                        name="antrea-proxy", daemon=True)
+        self._thread.start()
+        log.info("AntreaProxy started proxyAll=%s nodeIPs=%s", cfg.proxy_all,
+                 ",".join(context.node.ips))
+
+    @hookimpl
+    def antrea_agent_stopping(self, context: Any) -> None:
+        self._stop.set()
+        self._dirty.set()
+
+    # -- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _chain_connection_callbacks(conn: Any, proxier: Proxier) -> None:
+        previous_pin = conn.on_packet_in
+        previous_reconnect = conn.on_reconnect
+
+        def on_packet_in(pin: Any) -> None:
+            if not proxier.handle_packet_in(pin) and previous_pin is not None:
+                previous_pin(pin)
+
+        def on_reconnect(c: Any) -> None:
+            if previous_reconnect is not None:
+                previous_reconnect(c)
+            proxier.replay()
+
+        conn.on_packet_in = on_packet_in
+        conn.on_reconnect = on_reconnect
+
+    def _event(self, setter: Any) -> Any:
+        def handle(key: str, obj: JSON | None) -> None:
+            with self._lock:
+                assert self.catalog is not None
+                setter(self.catalog, obj, key)
+            self._dirty.set()
+        return handle
+
+    def _snapshot(self, attr: str) -> Any:
+        def handle(items: dict[str, JSON]) -> None:
+            with self._lock:
+                setattr(self.catalog, attr, dict(items))
+            self._dirty.set()
+        return handle
+
+    def _run(self, watches: list[ResourceWatch]) -> None:
+        versions = []
+        for watch in watches:
+            while not self._stop.is_set():
+                try:
+                    versions.append(watch.sync())
+                    break
+                except Exception:
+                    log.exception("initial %s list failed; retrying", watch.what)
+                    self._stop.wait(RETRY_SECONDS)
+        for watch, rv in zip(watches, versions, strict=False):
+            watch.start(self._stop, rv)
+        while not self._stop.is_set():
+            self._dirty.wait()
+            if self._stop.is_set():
+                return
+            self._stop.wait(COALESCE_SECONDS)
+            self._dirty.clear()
+            try:
+                with self._lock:
+                    assert self.catalog is not None
+                    ports = self.catalog.service_ports()
+                assert self.proxier is not None
+                self.proxier.sync(ports)
+                if self.node_ports is not None:
+                    self.node_ports.sync(
+                        ((p.protocol, p.node_port) for p in ports if p.node_port),
+                        {ip for p in ports for ip in p.external_ips})
+            except Exception:
+                log.exception("service sync failed; retrying")
+                self._stop.wait(RETRY_SECONDS)
+                self._dirty.set()

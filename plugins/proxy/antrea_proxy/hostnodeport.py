@@ -1,0 +1,99 @@
+"""proxyAll: hand NodePort traffic that reaches the node's own stack to OVS.
+
+Packets to <any local address>:<nodePort> arrive at the host (from the uplink, or from
+the node's own processes). The host DNATs them to `NODEPORT_VIRTUAL_IP` (same port) in
+the nat table, and routes that address into antrea-gw0 with a static neighbour entry, so
+they enter the pipeline where ServiceLB picks an endpoint. The kernel's conntrack undoes
+its DNAT on the replies, which OVS sends back through the gateway (the connection came
+from it). Rules live in a chain of our own, rewritten whole on every change
+(`iptables-restore --noflush`), as kube-proxy does.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Iterable
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from antrea_core.agent import hostnet
+from antrea_core.agent.openflow.podnetwork import GLOBAL_VIRTUAL_MAC
+from antrea_core.agent.podnet.netns import run_in_netns
+from antrea_proxy.registers import NODEPORT_VIRTUAL_IP
+
+log = logging.getLogger("antrea.agent.proxy.nodeport")
+
+CHAIN = "ANTREA-NODEPORT"
+NUD_PERMANENT = 0x80
+RTNH_F_ONLINK = 4  # the virtual next hop has no subnet on antrea-gw0
+
+
+def restore_input(ports: Iterable[tuple[str, int]]) -> str:
+    """iptables-restore input defining `CHAIN` for `ports` ((protocol, port))."""
+    lines = ["*nat", f":{CHAIN} - [0:0]", f"-F {CHAIN}"]
+    for protocol, port in sorted(set(ports)):
+        proto = protocol.lower()
+        lines.append(f"-A {CHAIN} -p {proto} -m addrtype --dst-type LOCAL -m {proto} "
+                     f"--dport {port} -j DNAT --to-destination {NODEPORT_VIRTUAL_IP}:{port}")
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+class HostNodePorts:
+    def __init__(self, gateway: str, netns: str | None = None) -> None:
+        self.gateway = gateway
+        self.netns = netns
+        self._ports: frozenset[tuple[str, int]] | None = None
+        self._routes: frozenset[str] = frozenset()
+
+    def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> int:
+        def call() -> int:
+            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                                  timeout=30)
+            if check and proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+            return proc.returncode
+        return run_in_netns(self.netns, call)
+
+    def install(self) -> None:
+        """The route and neighbour of the virtual IP, and the jumps into our chain."""
+        with hostnet.iproute_in(self.netns) as ipr:
+            [link] = ipr.link_lookup(ifname=self.gateway)
+            ipr.route("replace", dst=f"{NODEPORT_VIRTUAL_IP}/32", oif=link)
+            ipr.neigh("replace", dst=NODEPORT_VIRTUAL_IP, lladdr=GLOBAL_VIRTUAL_MAC,
+                      ifindex=link, state=NUD_PERMANENT)
+        self._run(["iptables-restore", "-w", "--noflush"], restore_input(()))
+        for hook in ("PREROUTING", "OUTPUT"):
+            # Add the jump once, whatever earlier agent runs left.
+            if self._run(["iptables", "-w", "-t", "nat", "-C", hook, "-j", CHAIN],
+                         check=False):
+                self._run(["iptables", "-w", "-t", "nat", "-I", hook, "-j", CHAIN])
+        log.info("NodePort host redirection installed gateway=%s", self.gateway)
+
+    def sync(self, ports: Iterable[tuple[str, int]], external_ips: Iterable[str] = ()
+             ) -> None:
+        wanted = frozenset(ports)
+        if wanted != self._ports:
+            self._run(["iptables-restore", "-w", "--noflush"], restore_input(wanted))
+            self._ports = wanted
+            log.info("NodePort host rules synced ports=%d", len(wanted))
+        self._sync_routes(frozenset(external_ips))
+
+    def _sync_routes(self, ips: frozenset[str]) -> None:
+        """External and LoadBalancer IPs: route them into the pipeline (next hop = the
+        virtual IP, whose neighbour entry points into antrea-gw0)."""
+        if ips == self._routes:
+            return
+        with hostnet.iproute_in(self.netns) as ipr:
+            [link] = ipr.link_lookup(ifname=self.gateway)
+            for ip in self._routes - ips:
+                try:
+                    ipr.route("del", dst=f"{ip}/32", gateway=NODEPORT_VIRTUAL_IP, oif=link)
+                except NetlinkError as exc:
+                    log.debug("external IP route already gone ip=%s err=%s", ip, exc)
+            for ip in ips - self._routes:
+                ipr.route("replace", dst=f"{ip}/32", gateway=NODEPORT_VIRTUAL_IP, oif=link,
+                          flags=RTNH_F_ONLINK)
+        self._routes = ips
+        log.info("external IP routes synced ips=%s", ",".join(sorted(ips)) or "-")

@@ -1,0 +1,397 @@
+"""Service flows as pure functions of the Service model (no bridge, no Kubernetes).
+
+Tables (PreRouting unless said otherwise), in packet order::
+
+    UnSNAT (ConntrackState stage, before ConntrackZone)
+        replies to the hairpin virtual IP: undo the hairpin SNAT (zone 65521)
+    ConntrackState (core table, our flow)
+        established Service connections (ct_mark SERVICE): mark "routed", skip the
+        Service tables (the core ConntrackZone already applied their NAT)
+    PreRoutingClassifier   default: goto ServiceLB (SessionAffinity is resubmit-only)
+    SessionAffinity        learned flows: client IP + frontend -> endpoint (reg3/reg4)
+    ServiceLB              one flow per frontend (ClusterIP:port, externalIP:port,
+                           nodeIP:nodePort, 169.254.0.252:nodePort): group (select an
+                           endpoint), or resubmit to SessionAffinity for ClientIP
+                           affinity, or reject; plus, per affinity frontend, the flow
+                           that learns a freshly selected endpoint
+    EndpointDNAT           one flow per endpoint: ct(commit, nat(dst=ep)) in the core
+                           zone, ct_mark SERVICE; with affinity, misses select here
+    SNAT (PostRouting)     hairpin connections: ct(commit, nat(src=virtual IP));
+                           connections from the host (proxyAll): nat(src=gateway IP)
+
+Select groups pick the endpoint (equal weights; OVS's dp_hash: the 5-tuple for TCP,
+addresses only for UDP). A bucket
+cannot change registers for later actions of the flow that called the group (OVS
+runs buckets on a copy), so each bucket loads reg3/reg4 and resubmits to EndpointDNAT
+itself. Learned flows cannot `goto`, so SessionAffinity is only reached by resubmit
+from ServiceLB, whose flow then goes on to EndpointDNAT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from os_ken.ofproto import (
+    ether,
+    inet,
+    nicira_ext,
+    nx_actions,  # noqa: F401  (registers NX actions on the parser)
+)
+from os_ken.ofproto import ofproto_v1_5 as ofp
+from os_ken.ofproto import ofproto_v1_5_parser as ofpp
+
+from antrea_core.agent.openflow import registers as core
+from antrea_core.agent.openflow.flows import Bucket, Flow, Group
+from antrea_core.agent.openflow.pipeline import PipelineLayout, Stage, TableSpec
+from antrea_proxy import registers as regs
+from antrea_proxy.model import Endpoint, ServicePort
+
+TABLES = (
+    TableSpec("UnSNAT", Stage.CONNTRACK_STATE, rank=5),
+    TableSpec("PreRoutingClassifier", Stage.PRE_ROUTING, rank=10),
+    TableSpec("SessionAffinity", Stage.PRE_ROUTING, rank=20),
+    TableSpec("ServiceLB", Stage.PRE_ROUTING, rank=30),
+    TableSpec("EndpointDNAT", Stage.PRE_ROUTING, rank=40),
+    TableSpec("SNAT", Stage.POST_ROUTING, rank=30),
+)
+
+PRIORITY_HIGH = 210
+PRIORITY_NORMAL = 200
+PRIORITY_LOW = 190
+PRIORITY_DEFAULT = 1
+
+IP_PROTO = {"TCP": inet.IPPROTO_TCP, "UDP": inet.IPPROTO_UDP, "SCTP": inet.IPPROTO_SCTP}
+L4_DST = {"TCP": "tcp_dst", "UDP": "udp_dst", "SCTP": "sctp_dst"}
+LEARN_L4_DST = {"TCP": "tcp_dst_nxm", "UDP": "udp_dst_nxm", "SCTP": "sctp_dst"}
+REJECT_USERDATA = b"antrea-proxy:reject"
+# OVS nx-match.h NX_NAT_F_* (os-ken 4.2.2 lacks them).
+NX_NAT_F_SRC = 1 << 0
+NX_NAT_F_DST = 1 << 1
+OFPP10_IN_PORT = 0xFFF8
+EP_STATE_MASK = regs.EP_PORT.mask | regs.EP_STATE.mask
+
+
+@dataclass(frozen=True)
+class ProxyFlowConfig:
+    """Node facts the Service flows depend on."""
+
+    node_ips: tuple[str, ...] = ()  # NodePort frontends (proxyAll only)
+    proxy_all: bool = False
+    gateway_ip: str = ""  # masquerade address of NodePort traffic from the host
+    learn_cookie: int = 0  # cookie of learned SessionAffinity flows (our feature's)
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """A destination that load-balances: IP, port, and which endpoints it may reach."""
+
+    ip: str
+    port: int
+    external: bool
+    snat: bool = False  # masquerade to the gateway IP (traffic entering from the host)
+
+
+def frontends(sp: ServicePort, cfg: ProxyFlowConfig) -> list[Frontend]:
+    out = [Frontend(ip, sp.port, False) for ip in sp.cluster_ips]
+    out += [Frontend(ip, sp.port, True) for ip in sp.external_ips]
+    if sp.node_port and cfg.proxy_all:
+        # Pods reach NodePorts at the node IPs (their packets enter OVS anyway); the host
+        # DNATs everything else to the virtual NodePort IP and routes it to antrea-gw0.
+        out += [Frontend(ip, sp.node_port, True) for ip in cfg.node_ips]
+        out.append(Frontend(regs.NODEPORT_VIRTUAL_IP, sp.node_port, True,
+                            snat=bool(cfg.gateway_ip) and not sp.external_local))
+    return out
+
+
+# -- action helpers -----------------------------------------------------------------------
+
+class _NAT(ofpp.NXActionNAT):
+    """os-ken 4.2.2 writes a NAT action with a port range as 28 bytes but declares 32:
+    any action after it inside ct() is misaligned (OVS: OFPBAC_BAD_LEN). Pad it."""
+
+    def serialize(self, buf: bytearray, offset: int) -> None:
+        super().serialize(buf, offset)
+        end = offset + self.len
+        if len(buf) < end:
+            buf += bytes(end - len(buf))
+
+
+def _ct(zone: int, table: int, *, commit: bool = False, nat: Any = None,
+        exec_: Sequence[Any] = ()) -> Any:
+    actions = ([nat] if nat is not None else []) + list(exec_)
+    return ofpp.NXActionCT(
+        flags=nicira_ext.NX_CT_F_COMMIT if commit else 0, zone_src="", zone_ofs_nbits=zone,
+        recirc_table=table, alg=0, actions=actions)
+
+
+def _resubmit(layout: PipelineLayout, table: str) -> Any:
+    # NXAST_RESUBMIT_TABLE's in_port is an OpenFlow 1.0 port: 0xfff8 = "the packet's".
+    return ofpp.NXActionResubmitTable(in_port=OFPP10_IN_PORT, table_id=layout.table_id(table))
+
+
+def _ip_proto_match(protocol: str) -> dict[str, Any]:
+    return {"eth_type": ether.ETH_TYPE_IP, "ip_proto": IP_PROTO[protocol]}
+
+
+def frontend_match(protocol: str, fe: Frontend) -> dict[str, Any]:
+    return {**_ip_proto_match(protocol), "ipv4_dst": fe.ip, L4_DST[protocol]: fe.port}
+
+
+def _select_endpoint(ep: Endpoint, state: int) -> tuple[Any, ...]:
+    port_value = (state << regs.EP_STATE.start) | ep.port
+    return (ofpp.OFPActionSetField(reg3=_ip_int(ep.ip)),
+            ofpp.OFPActionSetField(reg4=(port_value, EP_STATE_MASK)))
+
+
+def _ip_int(ip: str) -> int:
+    return int.from_bytes(bytes(map(int, ip.split("."))), "big")
+
+
+def learn_affinity(sp: ServicePort, layout: PipelineLayout, cookie: int) -> Any:
+    """Remember client IP + frontend -> the endpoint just selected (reg3/reg4), for the
+    affinity timeout since the client's last new connection (idle timeout: only new
+    connections reach SessionAffinity, as kube-proxy's `recent` match refreshes)."""
+    specs = [
+        ofpp.NXFlowSpecMatch(src=ether.ETH_TYPE_IP, dst=("eth_type_nxm", 0), n_bits=16),
+        ofpp.NXFlowSpecMatch(src=IP_PROTO[sp.protocol], dst=("ip_proto_nxm", 0), n_bits=8),
+        ofpp.NXFlowSpecMatch(src=("ipv4_src_nxm", 0), dst=("ipv4_src_nxm", 0), n_bits=32),
+        ofpp.NXFlowSpecMatch(src=("ipv4_dst_nxm", 0), dst=("ipv4_dst_nxm", 0), n_bits=32),
+        ofpp.NXFlowSpecMatch(src=(LEARN_L4_DST[sp.protocol], 0),
+                             dst=(LEARN_L4_DST[sp.protocol], 0), n_bits=16),
+        ofpp.NXFlowSpecLoad(src=("reg3", 0), dst=("reg3", 0), n_bits=32),
+        ofpp.NXFlowSpecLoad(src=("reg4", 0), dst=("reg4", 0), n_bits=16),
+        ofpp.NXFlowSpecLoad(src=1, dst=("reg4", regs.EP_STATE.start),
+                            n_bits=regs.EP_STATE.width),
+    ]
+    return ofpp.NXActionLearn(
+        table_id=layout.table_id("SessionAffinity"), specs=specs,
+        idle_timeout=min(int(sp.affinity_timeout or 0), 0xFFFF), priority=PRIORITY_NORMAL,
+        cookie=cookie)
+
+
+# -- flows ------------------------------------------------------------------------------
+
+def tables() -> list[TableSpec]:
+    return list(TABLES)
+
+
+def after_service_tables(layout: PipelineLayout) -> str:
+    following = layout.table("EndpointDNAT").next_table
+    if following is None:
+        raise ValueError("EndpointDNAT is the last table: no pipeline after Services")
+    return following
+
+
+def initial_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None = None
+                  ) -> list[Flow | Group]:
+    """Flows that do not depend on any Service."""
+    snat_next = layout.next_table_id("SNAT")
+    assert snat_next is not None
+    return [*_gateway_snat_flows(layout, cfg, snat_next), *_static_flows(layout, snat_next)]
+
+
+def _gateway_snat_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None,
+                        snat_next: int) -> list[Flow | Group]:
+    """Masquerade NodePort connections from the host to the gateway IP, and undo it.
+
+    Replies come from local pods (through UnSNAT) and from other nodes' pods (through
+    the tunnel, which skips to ConntrackZone): the undo therefore sits in ConntrackZone,
+    on the first pass only (-trk), before the core's lookup."""
+    if cfg is None or not cfg.gateway_ip:
+        return []
+    gw = cfg.gateway_ip
+    established = ofpp.OFPActionSetField(ct_mark=(core.SERVICE_CONN.mask,
+                                                  core.SERVICE_CONN.mask))
+    return [
+        Flow("ConntrackZone", PRIORITY_HIGH,
+             {"eth_type": ether.ETH_TYPE_IP, "ipv4_dst": gw,
+              "ct_state": core.ct_state(0, core.CT_TRK)},
+             actions=(_ct(regs.SNAT_ZONE, layout.table_id("ConntrackZone"),
+                          nat=_NAT(flags=0)),)),
+        Flow("SNAT", PRIORITY_NORMAL,
+             {"eth_type": ether.ETH_TYPE_IP,
+              "ct_state": core.ct_state(core.CT_NEW | core.CT_TRK),
+              **core.match_marks(regs.NEEDS_SNAT)},
+             actions=(_ct(regs.SNAT_ZONE, snat_next, commit=True,
+                          nat=_NAT(flags=NX_NAT_F_SRC, range_ipv4_min=gw, range_ipv4_max=gw),
+                          exec_=[established]),)),
+        Flow("SNAT", PRIORITY_NORMAL,
+             {"eth_type": ether.ETH_TYPE_IP,
+              "ct_state": core.ct_state(core.CT_TRK, core.CT_NEW | core.CT_RPL),
+              **core.match_marks(regs.NEEDS_SNAT)},
+             actions=(_ct(regs.SNAT_ZONE, snat_next, nat=_NAT(flags=0)),)),
+    ]
+
+
+def _static_flows(layout: PipelineLayout, snat_next: int) -> list[Flow | Group]:
+    return [
+        Flow("UnSNAT", PRIORITY_NORMAL,
+             {"eth_type": ether.ETH_TYPE_IP, "ipv4_dst": regs.HAIRPIN_VIRTUAL_IP},
+             actions=(_ct(regs.SNAT_ZONE, layout.table_id("ConntrackZone"),
+                          nat=ofpp.NXActionNAT(flags=0)),)),
+        # Established Service connections: NAT done by ConntrackZone, endpoint fixed.
+        # Below the core's invalid-drop flow (same ct_state bits could overlap).
+        Flow("ConntrackState", PRIORITY_LOW,
+             {"ct_state": core.ct_state(core.CT_TRK, core.CT_NEW),
+              **core.match_marks(core.SERVICE_CONN.mark(1))},
+             actions=(core.ROUTED.load(),), goto=after_service_tables(layout)),
+        Flow("PreRoutingClassifier", PRIORITY_DEFAULT, {}, goto="ServiceLB"),
+        # Reached only by resubmit: a miss must return, never run the pipeline on.
+        Flow("SessionAffinity", PRIORITY_DEFAULT, {}),
+        # A hairpin packet leaves by the port it came in on, which a plain output (to
+        # reg1) refuses; both directions carry the HAIRPIN ct_mark.
+        Flow("Output", PRIORITY_HIGH,
+             core.match_marks(core.OUTPUT_TO_PORT, regs.HAIRPIN),
+             actions=(ofpp.OFPActionOutput(ofp.OFPP_IN_PORT),)),
+        # Later packets of a hairpin connection (request direction; replies were
+        # un-SNAT-ed in UnSNAT): apply its SNAT again.
+        Flow("SNAT", PRIORITY_NORMAL,
+             {"eth_type": ether.ETH_TYPE_IP,
+              "ct_state": core.ct_state(core.CT_TRK, core.CT_NEW | core.CT_RPL),
+              **core.match_marks(regs.HAIRPIN)},
+             actions=(_ct(regs.SNAT_ZONE, snat_next, nat=_NAT(flags=0)),)),
+        Flow("SNAT", PRIORITY_NORMAL,
+             {"eth_type": ether.ETH_TYPE_IP,
+              "ct_state": core.ct_state(core.CT_NEW | core.CT_TRK),
+              **core.match_marks(regs.HAIRPIN)},
+             actions=(_ct(regs.SNAT_ZONE, snat_next, commit=True,
+                          nat=_NAT(flags=NX_NAT_F_SRC,
+                                               range_ipv4_min=regs.HAIRPIN_VIRTUAL_IP,
+                                               range_ipv4_max=regs.HAIRPIN_VIRTUAL_IP),
+                          exec_=[ofpp.OFPActionSetField(ct_mark=(
+                              core.SERVICE_CONN.mask | regs.HAIRPIN_CONN.mask,
+                              core.SERVICE_CONN.mask | regs.HAIRPIN_CONN.mask))]),)),
+    ]
+
+
+def endpoint_dnat_flows(protocol: str, ep: Endpoint, layout: PipelineLayout) -> list[Flow]:
+    """DNAT to one endpoint (shared by every Service port that selects it)."""
+    next_id = layout.table_id(after_service_tables(layout))
+    match = {**_ip_proto_match(protocol), "reg3": _ip_int(ep.ip),
+             "reg4": ((1 << regs.EP_STATE.start) | ep.port, EP_STATE_MASK)}
+    nat = _NAT(flags=NX_NAT_F_DST, range_ipv4_min=ep.ip,
+                           range_ipv4_max=ep.ip, range_proto_min=ep.port,
+                           range_proto_max=ep.port)
+    source = ofpp.OFPActionCopyField(
+        n_bits=core.PKT_SOURCE.width, src_offset=0, dst_offset=0,
+        oxm_ids=[ofpp.OFPOxmId(type_=core.PKT_SOURCE.reg),
+                 ofpp.OFPOxmId(type_=core.CONN_SOURCE.reg)])
+    snat = ofpp.OFPActionCopyField(
+        n_bits=1, src_offset=regs.SNAT_REQUIRED.start, dst_offset=regs.SNAT_CONN.start,
+        oxm_ids=[ofpp.OFPOxmId(type_=regs.SNAT_REQUIRED.reg),
+                 ofpp.OFPOxmId(type_=regs.SNAT_CONN.reg)])
+    flows = []
+    for hairpin in (False, True):
+        mark = core.SERVICE_CONN.mask | (regs.HAIRPIN_CONN.mask if hairpin else 0)
+        mask = core.SERVICE_CONN.mask | regs.HAIRPIN_CONN.mask
+        ct = _ct(core.CT_ZONE_V4, next_id, commit=True, nat=nat,
+                 exec_=[ofpp.OFPActionSetField(ct_mark=(mark, mask)), source, snat])
+        flows.append(Flow("EndpointDNAT", PRIORITY_HIGH if hairpin else PRIORITY_NORMAL,
+                          {**match, "ipv4_src": ep.ip} if hairpin else match,
+                          actions=(ct,)))
+    return flows
+
+
+def group_for(gid: int, sp: ServicePort, endpoints: Iterable[Endpoint],
+              layout: PipelineLayout) -> Group:
+    # With affinity the bucket goes back to ServiceLB, whose learn flow remembers the
+    # choice (a learn inside a dp_hash-selected bucket installed nothing, measured on
+    # OVS 3.1) and then continues to EndpointDNAT.
+    state, then = (regs.EP_TO_LEARN, "ServiceLB") if sp.affinity_timeout else \
+        (regs.EP_SELECTED, "EndpointDNAT")
+    buckets = [Bucket((*_select_endpoint(ep, state.value), _resubmit(layout, then)),
+                      weight=100) for ep in endpoints]
+    return Group(gid, "select", tuple(buckets))
+
+
+def reject_actions() -> tuple[Any, ...]:
+    """Hand the packet to the agent, which answers TCP RST / ICMP port unreachable."""
+    return (ofpp.NXActionController2(max_len=0xFFFF, userdata=list(REJECT_USERDATA)),)
+
+
+def service_port_flows(sp: ServicePort, cfg: ProxyFlowConfig, layout: PipelineLayout,
+                       group_ids: Mapping[tuple[Any, ...], int]
+                       ) -> tuple[list[Flow], list[Group]]:
+    """The frontend flows and groups of one Service port. `group_ids` maps
+    `group_key(sp, external)` to the group id to use."""
+    flows: list[Flow] = []
+    groups: dict[int, Group] = {}
+    for fe in frontends(sp, cfg):
+        endpoints = sp.external_endpoints if fe.external else sp.internal_endpoints
+        match = frontend_match(sp.protocol, fe)
+        marks: tuple[Any, ...] = (core.ROUTED.load(),)
+        if fe.snat:
+            marks += (regs.SNAT_REQUIRED.mark(1).load(),)
+        if not endpoints:
+            flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match, actions=reject_actions()))
+            continue
+        gid = group_ids[group_key(sp, fe.external)]
+        groups[gid] = group_for(gid, sp, endpoints, layout)
+        if sp.affinity_timeout:
+            flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
+                              actions=(*marks, _resubmit(layout, "SessionAffinity")),
+                              goto="EndpointDNAT"))
+            flows.append(Flow("ServiceLB", PRIORITY_HIGH,
+                              {**match, **core.match_marks(regs.EP_TO_LEARN)},
+                              actions=(learn_affinity(sp, layout, cfg.learn_cookie),
+                                       regs.EP_SELECTED.load(),
+                                       _resubmit(layout, "EndpointDNAT"))))
+            flows.append(Flow("EndpointDNAT", PRIORITY_LOW,
+                              {**match, **core.match_marks(regs.EP_UNSELECTED)},
+                              actions=(ofpp.OFPActionGroup(gid),)))
+        else:
+            flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
+                              actions=(*marks, ofpp.OFPActionGroup(gid))))
+        if fe.external and not fe.snat and cfg.gateway_ip and not sp.external_local:
+            # An external/LoadBalancer IP reached from outside (routed in by the host):
+            # masquerade like NodePorts; pods reaching it keep their address.
+            gw_match = {**match, **core.match_marks(core.FROM_GATEWAY)}
+            flows += [replace(f, priority=PRIORITY_NORMAL + 1, match=gw_match,
+                              actions=(regs.SNAT_REQUIRED.mark(1).load(), *f.actions))
+                      for f in flows if f.table == "ServiceLB" and f.match == match
+                      and f.priority == PRIORITY_NORMAL]
+    return flows, list(groups.values())
+
+
+def group_key(sp: ServicePort, external: bool) -> tuple[Any, ...]:
+    """Which group a frontend uses: internal and external traffic policies may give
+    ClusterIP and NodePort/LB frontends different endpoint sets."""
+    split = sp.internal_local != sp.external_local
+    return (*sp.key, external and split)
+
+
+def needed_group_keys(sp: ServicePort, cfg: ProxyFlowConfig) -> set[tuple[Any, ...]]:
+    return {group_key(sp, fe.external) for fe in frontends(sp, cfg)}
+
+
+def all_flows(ports: Iterable[ServicePort], cfg: ProxyFlowConfig, layout: PipelineLayout,
+              group_ids: Mapping[tuple[Any, ...], int]) -> tuple[list[Flow], list[Group]]:
+    """Every Service flow and group for `ports` (frontends, groups, and one DNAT flow
+    pair per distinct endpoint), excluding `initial_flows`."""
+    flows: list[Flow] = []
+    groups: list[Group] = []
+    endpoints: set[tuple[str, Endpoint]] = set()
+    for sp in ports:
+        f, g = service_port_flows(sp, cfg, layout, group_ids)
+        flows += f
+        groups += g
+        endpoints.update((sp.protocol, Endpoint(ep.ip, ep.port)) for ep in sp.endpoints)
+    for protocol, ep in sorted(endpoints):
+        flows += endpoint_dnat_flows(protocol, ep, layout)
+    return flows, groups
+
+
+def flow_key(flow: Flow) -> tuple[Any, ...]:
+    """What identifies a flow in OVS: table, priority, match."""
+    return flow.table, flow.priority, tuple(sorted((k, repr(v)) for k, v in flow.match.items()))
+
+
+def flow_signature(flow: Flow) -> str:
+    """A comparable rendering of what the flow does (os-ken objects print all fields)."""
+    return f"{flow.actions!r}|{flow.goto}|{flow.idle_timeout}|{flow.hard_timeout}"
+
+
+def group_signature(group: Group) -> str:
+    return repr([(b.weight, repr(b.actions)) for b in group.buckets]) + group.type

@@ -1,0 +1,250 @@
+"""AntreaProxy in a whole lab (--cni antrea, 2 nodes, proxyAll on, one lab for the
+module): Services reached from pods on every node, from the nodes and from the lab's
+external netns, with endpoints on both nodes.
+
+Probes use the lab workload (`antrea_lab.workload probe --hostname`): each answer names
+the backend pod, so tests see where the Service sent every connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from kubernetes import client
+
+from antrea_lab import cluster
+from antrea_lab.labdir import LabDir
+
+pytestmark = pytest.mark.lab
+
+NS = "svc"
+API_PORT = 46443
+NODE_IPS = {"node1": "192.168.77.11", "node2": "192.168.77.12"}
+EXTERNAL_IP = "192.168.77.100"  # spec.externalIPs of Service "web-ext"
+CONVERGENCE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    ok: bool
+    error: str | None
+    hostname: str | None
+
+
+def _pod(name: str, node: str, labels: dict[str, str] | None = None) -> dict:
+    return {"metadata": {"name": name, "labels": labels or {}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "echo", "ports": [
+                {"name": "http", "containerPort": 80, "protocol": "TCP"},
+                {"name": "dns", "containerPort": 53, "protocol": "UDP"}]}]}}
+
+
+def _service(name: str, selector: dict[str, str], **spec: object) -> dict:
+    return {"metadata": {"name": name}, "spec": {
+        "selector": selector, **spec,
+        "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                  {"name": "dns", "port": 5353, "targetPort": "dns", "protocol": "UDP"}]}}
+
+
+class ProxyLab:
+    def __init__(self, lab: LabDir) -> None:
+        self.lab = lab
+        self.api = client.CoreV1Api(cluster.kube_client(lab))
+        self.discovery = client.DiscoveryV1Api(cluster.kube_client(lab))
+
+    def wait_running(self, names: list[str], timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pods = {p.metadata.name: p for p in self.api.list_namespaced_pod(NS).items}
+            if all(n in pods and pods[n].status.phase == "Running" and pods[n].status.pod_ip
+                   for n in names):
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"pods {names} not running")
+
+    def cluster_ip(self, service: str) -> str:
+        return self.api.read_namespaced_service(service, NS).spec.cluster_ip
+
+    def slice_ips(self, service: str) -> set[str]:
+        slices = self.discovery.list_namespaced_endpoint_slice(
+            NS, label_selector=f"kubernetes.io/service-name={service}").items
+        return {a for s in slices for e in (s.endpoints or [])
+                if (e.conditions is None or e.conditions.ready is not False)
+                for a in e.addresses}
+
+    def probe(self, pod: str, proto: str, target: str, count: int = 1,
+              timeout: float = 3) -> list[Answer]:
+        """Probe from a pod, or from a netns of the lab ("@node1", "@external")."""
+        if pod.startswith("@"):
+            netns = self.lab.netns(pod[1:])
+        else:
+            netns = self.lab.pod_netns(self.api.read_namespaced_pod(pod, NS).metadata.uid)
+        argv = ["ip", "netns", "exec", netns, sys.executable, "-m",
+                "antrea_lab.workload", "probe", "--proto", proto, "--hostname",
+                "--timeout", str(timeout), *([target] * count)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+        rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert len(rows) == count, out
+        return [Answer(r["ok"], r.get("error"), r.get("hostname")) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def plab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyLab]:
+    lab = LabDir(f"hg{os.getpid() % 10000}", root=tmp_path_factory.mktemp("hg-proxy"))
+    try:
+        cluster.up(lab, 2, cni="antrea", api_port=API_PORT,
+                   progress=lambda m: print(m, file=sys.stderr),
+                   agent_overrides={"antreaProxy": {"proxyAll": True}})
+        p = ProxyLab(lab)
+        p.api.create_namespace({"metadata": {"name": NS}})
+        for name, node, labels in (("web-1", "node1", {"app": "web"}),
+                                   ("web-2", "node2", {"app": "web"}),
+                                   ("client-1", "node1", None),
+                                   ("client-2", "node2", None),
+                                   ("grow-1", "node2", {"app": "grow"})):
+            p.api.create_namespaced_pod(NS, _pod(name, node, labels))
+        p.api.create_namespaced_service(NS, _service("web", {"app": "web"}))
+        p.api.create_namespaced_service(NS, _service("empty", {"app": "nothing"}))
+        p.api.create_namespaced_service(NS, _service(
+            "sticky", {"app": "web"}, sessionAffinity="ClientIP",
+            sessionAffinityConfig={"clientIP": {"timeoutSeconds": 300}}))
+        p.api.create_namespaced_service(NS, _service("grow", {"app": "grow"}))
+        p.api.create_namespaced_service(NS, _service("web-np", {"app": "web"},
+                                                     type="NodePort"))
+        p.api.create_namespaced_service(NS, _service(
+            "web-local", {"app": "web"}, type="NodePort", externalTrafficPolicy="Local"))
+        p.api.create_namespaced_service(NS, _service("web-itp", {"app": "web"},
+                                                     internalTrafficPolicy="Local"))
+        p.api.create_namespaced_service(NS, _service("web-ext", {"app": "web"},
+                                                     externalIPs=[EXTERNAL_IP]))
+        # The outside world reaches the external IP through node2 (as a router would).
+        subprocess.run(["ip", "-n", lab.netns("external"), "route", "replace", EXTERNAL_IP,
+                        "via", NODE_IPS["node2"]], check=True)
+        p.wait_running(["web-1", "web-2", "client-1", "client-2", "grow-1"])
+        deadline = time.monotonic() + 30
+        while len(p.slice_ips("web")) < 2 or not p.slice_ips("grow"):
+            assert time.monotonic() < deadline, "EndpointSlices not filled"
+            time.sleep(0.3)
+        time.sleep(1)  # the agents' watches
+        yield p
+    finally:
+        cluster.down(lab, progress=lambda m: print(m, file=sys.stderr))
+
+
+def test_cluster_ip_spreads_tcp_over_endpoints_on_both_nodes_from_pods_on_every_node(
+        plab: ProxyLab):
+    target = f"{plab.cluster_ip('web')}:80"
+    for pod in ("client-1", "client-2"):
+        answers = plab.probe(pod, "tcp", target, count=12)
+        assert all(a.ok for a in answers), answers
+        assert {a.hostname for a in answers} == {"web-1", "web-2"}, (pod, answers)
+
+
+def test_cluster_ip_udp_port_with_a_named_target_port_from_pods_on_every_node(
+        plab: ProxyLab):
+    target = f"{plab.cluster_ip('web')}:5353"
+    for pod in ("client-1", "client-2"):
+        [answer] = plab.probe(pod, "udp", target)
+        assert answer.ok and answer.hostname in ("web-1", "web-2"), (pod, answer)
+
+
+def test_a_pod_reaches_itself_through_its_service(plab: ProxyLab):
+    answers = plab.probe("web-1", "tcp", f"{plab.cluster_ip('web')}:80", count=8)
+    assert all(a.ok for a in answers), answers
+    assert "web-1" in {a.hostname for a in answers}  # the hairpin path was taken
+
+
+def test_a_service_without_endpoints_rejects_tcp_and_udp_at_once(plab: ProxyLab):
+    ip = plab.cluster_ip("empty")
+    started = time.monotonic()
+    [tcp] = plab.probe("client-1", "tcp", f"{ip}:80", timeout=5)
+    [udp] = plab.probe("client-2", "udp", f"{ip}:5353", timeout=5)
+    assert (tcp.ok, tcp.error) == (False, "connection refused")
+    assert (udp.ok, udp.error) == (False, "connection refused")
+    assert time.monotonic() - started < 8  # answered, not two 5 s timeouts
+
+
+def test_client_ip_affinity_holds_across_many_connections(plab: ProxyLab):
+    target = f"{plab.cluster_ip('sticky')}:80"
+    for pod in ("client-1", "client-2"):
+        # The first connection picks the endpoint; the affinity flow it leaves behind is
+        # installed by OVS while the connection is set up, so connections racing with the
+        # very first one may still be balanced. Every later one sticks.
+        [first] = plab.probe(pod, "tcp", target)
+        assert first.ok, first
+        answers = plab.probe(pod, "tcp", target, count=20)
+        assert all(a.ok for a in answers), answers
+        assert {a.hostname for a in answers} == {first.hostname}, (pod, answers)
+
+
+def _time_until(cond, timeout: float) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    while not cond():
+        assert time.monotonic() - started < timeout, "condition never held"
+    return time.monotonic() - started
+
+
+def test_adding_and_removing_a_backend_converges_within_2s(plab: ProxyLab):
+    target = f"{plab.cluster_ip('grow')}:80"
+    plab.api.create_namespaced_pod(NS, _pod("grow-2", "node1", {"app": "grow"}))
+    plab.wait_running(["grow-2"])
+    ip2 = plab.api.read_namespaced_pod("grow-2", NS).status.pod_ip
+    _time_until(lambda: ip2 in plab.slice_ips("grow"), 30)
+    # From the EndpointSlice naming the new pod to a client being sent to it.
+    added = _time_until(lambda: "grow-2" in {
+        a.hostname for a in plab.probe("client-1", "tcp", target, count=8, timeout=1)}, 10)
+    plab.api.delete_namespaced_pod("grow-2", NS)
+    _time_until(lambda: ip2 not in plab.slice_ips("grow"), 30)
+    removed = _time_until(lambda: all(
+        a.ok and a.hostname == "grow-1"
+        for a in plab.probe("client-2", "tcp", target, count=8, timeout=1)), 10)
+    print(f"endpoint added -> used in {added:.2f}s; removed -> unused in {removed:.2f}s",
+          file=sys.stderr)
+    assert added <= CONVERGENCE_SECONDS and removed <= CONVERGENCE_SECONDS, (added, removed)
+
+
+def _node_port(plab: ProxyLab, service: str, name: str = "http") -> int:
+    ports = plab.api.read_namespaced_service(service, NS).spec.ports
+    return next(p.node_port for p in ports if p.name == name)
+
+
+@pytest.mark.parametrize("source", ["@external", "client-1", "@node1"])
+def test_node_port_reaches_endpoints_on_both_nodes_through_either_node_ip(
+        plab: ProxyLab, source: str):
+    http, dns = _node_port(plab, "web-np"), _node_port(plab, "web-np", "dns")
+    seen = set()
+    for node_ip in NODE_IPS.values():
+        answers = plab.probe(source, "tcp", f"{node_ip}:{http}", count=8)
+        assert all(a.ok for a in answers), (source, node_ip, answers)
+        seen |= {a.hostname for a in answers}
+        [udp] = plab.probe(source, "udp", f"{node_ip}:{dns}")
+        assert udp.ok and udp.hostname in ("web-1", "web-2"), (source, node_ip, udp)
+    assert seen == {"web-1", "web-2"}, source
+
+
+def test_external_traffic_policy_local_serves_each_node_port_from_that_node(
+        plab: ProxyLab):
+    port = _node_port(plab, "web-local")
+    for node, backend in (("node1", "web-1"), ("node2", "web-2")):
+        answers = plab.probe("@external", "tcp", f"{NODE_IPS[node]}:{port}", count=6)
+        assert all(a.ok and a.hostname == backend for a in answers), (node, answers)
+
+
+@pytest.mark.parametrize("source", ["@external", "client-1", "client-2"])
+def test_external_ip_reaches_endpoints_on_both_nodes(plab: ProxyLab, source: str):
+    answers = plab.probe(source, "tcp", f"{EXTERNAL_IP}:80", count=10)
+    assert all(a.ok for a in answers), (source, answers)
+    assert {a.hostname for a in answers} == {"web-1", "web-2"}, (source, answers)
+
+
+def test_internal_traffic_policy_local_keeps_pod_traffic_on_its_node(plab: ProxyLab):
+    target = f"{plab.cluster_ip('web-itp')}:80"
+    for pod, backend in (("client-1", "web-1"), ("client-2", "web-2")):
+        answers = plab.probe(pod, "tcp", target, count=8)
+        assert all(a.ok and a.hostname == backend for a in answers), (pod, answers)

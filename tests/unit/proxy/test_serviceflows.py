@@ -1,0 +1,220 @@
+"""Service flow computation, the proxier's diffing, reject packets and conntrack parsing
+(no bridge, no cluster)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from os_ken.lib.packet import ethernet, icmp, ipv4, packet, tcp, udp
+from os_ken.ofproto import ofproto_v1_5_parser as ofpp
+
+from antrea_core.agent.openflow.core_tables import core_tables
+from antrea_core.agent.openflow.flows import Flow, Group
+from antrea_core.agent.openflow.pipeline import PipelineLayout
+from antrea_proxy import serviceflows as sf
+from antrea_proxy.conntrack import flush_udp_endpoints, stale_udp_entries
+from antrea_proxy.model import Endpoint, ServicePort
+from antrea_proxy.proxier import Proxier
+from antrea_proxy.reject import reject_reply
+
+pytestmark = pytest.mark.unit
+
+LAYOUT = PipelineLayout.build([*core_tables(), *sf.tables()])
+CFG = sf.ProxyFlowConfig(node_ips=("192.168.77.11",), proxy_all=False, learn_cookie=7)
+EP1 = Endpoint("10.244.0.3", 8080, "n1")
+EP2 = Endpoint("10.244.1.3", 8080, "n2")
+
+
+def port(**kw: Any) -> ServicePort:
+    base: dict[str, Any] = dict(namespace="ns", name="web", port_name="http", protocol="TCP",
+                                port=80, cluster_ips=("10.96.0.10",), endpoints=(EP1, EP2),
+                                local_node="n1")
+    base.update(kw)
+    return ServicePort(**base)
+
+
+def ids(*ports: ServicePort, cfg: sf.ProxyFlowConfig = CFG) -> dict:
+    keys = set().union(*(sf.needed_group_keys(p, cfg) for p in ports))
+    return {k: 100 + i for i, k in enumerate(sorted(keys, key=repr))}
+
+
+def actions_of(flow: Flow, kind: type) -> list:
+    return [a for a in flow.actions if isinstance(a, kind)]
+
+
+def test_service_tables_sit_around_the_core_conntrack_and_routing_tables():
+    order = [t.name for t in LAYOUT.tables()]
+    assert order.index("SpoofGuard") < order.index("UnSNAT") < order.index("ConntrackZone")
+    assert (order.index("ConntrackState") < order.index("PreRoutingClassifier")
+            < order.index("SessionAffinity") < order.index("ServiceLB")
+            < order.index("EndpointDNAT") < order.index("EgressRule"))
+    assert order.index("L3DecTTL") < order.index("SNAT") < order.index("L2ForwardingCalc")
+
+
+def test_a_cluster_ip_port_selects_an_endpoint_with_a_weighted_select_group():
+    sp = port()
+    flows, groups = sf.service_port_flows(sp, CFG, LAYOUT, ids(sp))
+    [lb] = flows
+    assert lb.table == "ServiceLB"
+    assert lb.match == {"eth_type": 0x800, "ip_proto": 6, "ipv4_dst": "10.96.0.10",
+                        "tcp_dst": 80}
+    [group_action] = actions_of(lb, ofpp.OFPActionGroup)
+    [group] = groups
+    assert group.type == "select" and group.group_id == group_action.group_id
+    assert [b.weight for b in group.buckets] == [100, 100]
+    loads = [b.actions[0].value for b in group.buckets]
+    assert loads == [0x0AF40003, 0x0AF40103]  # reg3 = each endpoint's IP
+
+
+def test_a_port_without_endpoints_rejects_through_the_controller():
+    flows, groups = sf.service_port_flows(port(endpoints=()), CFG, LAYOUT, {})
+    [lb] = flows
+    [controller] = actions_of(lb, ofpp.NXActionController2)
+    assert bytes(controller.userdata) == sf.REJECT_USERDATA
+    assert groups == []
+
+
+def test_client_ip_affinity_learns_in_service_lb_and_selects_on_a_miss_in_endpoint_dnat():
+    sp = port(affinity_timeout=30)
+    flows, [group] = sf.service_port_flows(sp, CFG, LAYOUT, ids(sp))
+    by_table = {(f.table, f.priority): f for f in flows}
+    entry = by_table[("ServiceLB", sf.PRIORITY_NORMAL)]
+    assert entry.goto == "EndpointDNAT"
+    [learn] = actions_of(by_table[("ServiceLB", sf.PRIORITY_HIGH)], ofpp.NXActionLearn)
+    assert learn.idle_timeout == 30 and learn.table_id == LAYOUT.table_id("SessionAffinity")
+    miss = by_table[("EndpointDNAT", sf.PRIORITY_LOW)]
+    assert miss.match["reg4"] == (0, 0x30000)  # no endpoint selected yet
+    # Buckets go back to ServiceLB to be learned, not straight to EndpointDNAT.
+    assert {b.actions[-1].table_id for b in group.buckets} == {LAYOUT.table_id("ServiceLB")}
+
+
+def test_node_ports_are_programmed_only_with_proxy_all():
+    sp = port(node_port=30080)
+    flows, _ = sf.service_port_flows(sp, CFG, LAYOUT, ids(sp))
+    assert {f.match["ipv4_dst"] for f in flows} == {"10.96.0.10"}
+    full = replace(CFG, proxy_all=True, gateway_ip="10.244.0.1")
+    flows, _ = sf.service_port_flows(sp, full, LAYOUT, ids(sp, cfg=full))
+    by_dst = {(f.match["ipv4_dst"], f.match["tcp_dst"]): f for f in flows
+              if f.priority == sf.PRIORITY_NORMAL}
+    assert set(by_dst) == {("10.96.0.10", 80), ("192.168.77.11", 30080),
+                           ("169.254.0.252", 30080)}
+    # Only what the host hands over (the virtual NodePort IP) is masqueraded.
+    snat_bit = 1 << 20
+    loads = {k: [a.value for a in actions_of(f, ofpp.OFPActionSetField)
+                 if a.key == "reg0"] for k, f in by_dst.items()}
+    assert (snat_bit, snat_bit) in loads[("169.254.0.252", 30080)]
+    assert (snat_bit, snat_bit) not in loads[("192.168.77.11", 30080)]
+    # ... and external frontends reached from the host (routed in through the gateway).
+    [from_gw] = [f for f in flows if "reg0" in f.match]
+    assert from_gw.match["ipv4_dst"] == "192.168.77.11"
+    assert (snat_bit, snat_bit) in [a.value for a in actions_of(from_gw, ofpp.OFPActionSetField)]
+    local = replace(sp, external_local=True)
+    flows, _ = sf.service_port_flows(local, full, LAYOUT, ids(local, cfg=full))
+    assert all((snat_bit, snat_bit) not in [a.value for a in actions_of(f, ofpp.OFPActionSetField)]
+               for f in flows)
+
+
+def test_external_traffic_policy_local_gives_external_frontends_their_own_group():
+    sp = port(external_ips=("192.168.77.50",), external_local=True)
+    flows, groups = sf.service_port_flows(sp, CFG, LAYOUT, ids(sp))
+    assert len(groups) == 2
+    by_ip = {f.match["ipv4_dst"]: actions_of(f, ofpp.OFPActionGroup)[0].group_id
+             for f in flows}
+    external = next(g for g in groups if g.group_id == by_ip["192.168.77.50"])
+    assert len(external.buckets) == 1  # only n1's endpoint
+
+
+def test_endpoints_shared_by_services_get_one_dnat_flow_pair():
+    a, b = port(), port(name="other", cluster_ips=("10.96.0.11",))
+    flows, _ = sf.all_flows([a, b], CFG, LAYOUT, ids(a, b))
+    dnat = [f for f in flows if f.table == "EndpointDNAT"]
+    assert len(dnat) == 4  # two endpoints x (normal, hairpin)
+    assert len({sf.flow_key(f) for f in flows}) == len(flows)
+
+
+class FakeBridge:
+    def __init__(self) -> None:
+        self.installed: list[Flow | Group] = []
+        self.deleted: list[Any] = []
+
+    def install(self, items: list, feature: str) -> None:
+        self.installed += items
+
+    def delete(self, target: Any, feature: str, table: str | None = None) -> None:
+        self.deleted.append((target, table))
+
+    def replace_feature_flows(self, feature: str, items: list) -> None:
+        self.installed += items
+
+
+CT_DUMP = (
+    "udp,orig=(src=10.244.0.2,dst=10.96.0.10,sport=40000,dport=53),reply=(src=10.244.1.3,"
+    "dst=10.244.0.2,sport=8080,dport=40000),zone=65520,mark=19\n"
+    "udp,orig=(src=10.244.0.2,dst=10.96.0.10,sport=40001,dport=53),reply=(src=10.244.0.3,"
+    "dst=10.244.0.2,sport=8080,dport=40001),zone=65520,mark=19\n"
+    "tcp,orig=(src=10.244.0.2,dst=10.96.0.10,sport=40002,dport=80),reply=(src=10.244.1.3,"
+    "dst=10.244.0.2,sport=8080,dport=40002),zone=65520,mark=19,protoinfo=(state=ESTABLISHED)\n")
+
+
+def test_proxier_sends_only_changes_and_flushes_udp_entries_of_removed_endpoints():
+    bridge, calls = FakeBridge(), []
+
+    def runner(args: list[str]) -> str:
+        calls.append(list(args))
+        return CT_DUMP if args[0] == "dpctl/dump-conntrack" else ""
+
+    proxier = Proxier(bridge, LAYOUT, CFG, conntrack=runner)
+    dns = port(port_name="dns", protocol="UDP", port=53)
+    proxier.sync([dns])
+    first = len(bridge.installed)
+    proxier.sync([dns])
+    assert len(bridge.installed) == first and not bridge.deleted  # nothing changed
+    proxier.sync([replace(dns, endpoints=(EP1,))])
+    [(removed, _)] = bridge.deleted
+    assert {f.match.get("reg3") for f in removed if isinstance(f, Flow)} == {0x0AF40103}
+    flushes = [c for c in calls if c[0] == "dpctl/flush-conntrack"]
+    assert flushes == [["dpctl/flush-conntrack", "zone=65520",
+                        "ct_nw_src=10.244.0.2,ct_nw_dst=10.96.0.10,ct_nw_proto=17,"
+                        "ct_tp_src=40000,ct_tp_dst=53"]]
+
+
+def test_stale_entries_are_only_udp_answered_by_the_removed_endpoint():
+    assert [e.sport for e in stale_udp_entries(CT_DUMP, [("10.244.1.3", 8080)])] == [40000]
+    assert flush_udp_endpoints(lambda a: "", 65520, []) == 0
+
+
+def _frame(l4: Any, proto: int) -> bytes:
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst="aa:aa:aa:aa:aa:01", src="aa:aa:aa:aa:aa:02"))
+    pkt.add_protocol(ipv4.ipv4(src="10.244.0.2", dst="10.96.0.10", proto=proto))
+    pkt.add_protocol(l4)
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def test_a_syn_is_answered_with_a_reset_from_the_service_address():
+    reply = packet.Packet(reject_reply(_frame(
+        tcp.tcp(src_port=40000, dst_port=80, seq=1000, bits=tcp.TCP_SYN), 6)))
+    eth, ip, seg = (reply.get_protocol(c) for c in (ethernet.ethernet, ipv4.ipv4, tcp.tcp))
+    assert (eth.src, eth.dst) == ("aa:aa:aa:aa:aa:01", "aa:aa:aa:aa:aa:02")
+    assert (ip.src, ip.dst) == ("10.96.0.10", "10.244.0.2")
+    assert (seg.src_port, seg.dst_port, seg.ack) == (80, 40000, 1001)
+    assert seg.bits == tcp.TCP_RST | tcp.TCP_ACK
+    assert reject_reply(_frame(tcp.tcp(src_port=1, dst_port=80, bits=tcp.TCP_RST), 6)) is None
+
+
+def test_a_udp_datagram_is_answered_with_port_unreachable_quoting_it():
+    reply = packet.Packet(reject_reply(_frame(udp.udp(src_port=40000, dst_port=53), 17)))
+    err = reply.get_protocol(icmp.icmp)
+    assert (err.type, err.code) == (icmp.ICMP_DEST_UNREACH, 3)
+    quoted = ipv4.ipv4.parser(bytes(err.data.data))[0]
+    assert (quoted.src, quoted.dst) == ("10.244.0.2", "10.96.0.10")
+
+
+def test_sctp_and_udp_ports_match_their_own_destination_port_field():
+    for protocol, proto, field in (("SCTP", 132, "sctp_dst"), ("UDP", 17, "udp_dst")):
+        sp = port(protocol=protocol)
+        [lb], _ = sf.service_port_flows(sp, CFG, LAYOUT, ids(sp))
+        assert lb.match["ip_proto"] == proto and lb.match[field] == 80
