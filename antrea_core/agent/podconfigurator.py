@@ -4,7 +4,8 @@ ADD runs these steps, each undone in reverse order if a later one fails, so a fa
 leaves no IP, veth, port, store entry, flow or plugin state behind:
 
   IPAM allocate → pod interface (veth, addresses, routes, MTU, TX checksum) → OVS port
-  (external_ids) → interface store → pod flows → plugins' antrea_cni_add →
+  (external_ids) → interface store → plugins' antrea_pod_attaching (NetworkPolicy: the
+  pod is isolated before anything can reach it) → pod flows → plugins' antrea_cni_add →
   plugins' antrea_pod_added → the CNI 1.0 result
 
 The CNI error names the step that failed (and any undo that failed too). DEL runs the
@@ -199,16 +200,20 @@ class PodConfigurator:
         pod = config.to_pod_interface()
         result = veth.cni_result()
         with self._datapath_lock:
+            # Undos pushed before each hook: plugins before the failing one did their part
+            # already. One antrea_pod_removed undoes both pod hooks; it runs after the
+            # pod's flows are gone, as on DEL.
+            undo.push("antrea_pod_attaching", lambda: self._locked(
+                call_hook, self.pm, "antrea_pod_removed", pod=pod, context=self.context))
+            # Policy first: the pod must be isolated before its flows make it reachable.
+            call_hook(self.pm, "antrea_pod_attaching", pod=pod, context=self.context)
             with _step("pod flows", INTERNAL_ERROR):
                 self.flows.install_pod_flows(pod)
             undo.push("pod flows", lambda: self._locked(self.flows.uninstall_pod_flows, pod))
-            # Undo pushed first: plugins before the failing one did their part already.
             undo.push("antrea_cni_add", lambda: self._locked(
                 call_hook, self.pm, "antrea_cni_del", request=request, context=self.context))
             call_hook(self.pm, "antrea_cni_add", request=request, result=result,
                       context=self.context)
-            undo.push("antrea_pod_added", lambda: self._locked(
-                call_hook, self.pm, "antrea_pod_removed", pod=pod, context=self.context))
             call_hook(self.pm, "antrea_pod_added", pod=pod, context=self.context)
         log.info("pod attached pod=%s/%s container=%s port=%s ofport=%d ips=%s mac=%s",
                  namespace, name, cid, host_ifname, ofport, ",".join(pod.ips), pod.mac)
@@ -227,8 +232,12 @@ class PodConfigurator:
             pod = old.to_pod_interface()
             with self._datapath_lock, _step("pod flows of the previous sandbox",
                                             INTERNAL_ERROR):
+                self.flows.uninstall_pod_flows(pod)  # unreachable before its policy goes
                 call_hook(self.pm, "antrea_pod_removed", pod=pod, context=self.context)
-                self.flows.uninstall_pod_flows(pod)
+        # The port goes too: the new sandbox's veth reuses the name, and a userspace
+        # vswitchd keeps a port bound to the deleted device (the new pod would be cut off).
+        with _step("OVS port of the previous sandbox", INTERFACE_FAILURE):
+            self.ports.delete_pod_port(host_ifname)
         self.store.delete(host_ifname)
 
     # -- CHECK --------------------------------------------------------------------------
@@ -299,9 +308,10 @@ class PodConfigurator:
             call_hook(self.pm, "antrea_cni_del", request=request, context=self.context)
             if known is not None and known.ofport is not None:
                 pod = known.to_pod_interface()
-                call_hook(self.pm, "antrea_pod_removed", pod=pod, context=self.context)
+                # Flows first: the pod stops being reachable before its policy goes.
                 with _step("pod flows", INTERNAL_ERROR):
                     self.flows.uninstall_pod_flows(pod)
+                call_hook(self.pm, "antrea_pod_removed", pod=pod, context=self.context)
         if known is not None:
             # Only a port the store ties to this container: the same name may already
             # serve the pod's next sandbox.

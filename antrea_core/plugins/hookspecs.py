@@ -151,3 +151,19 @@ class AgentHookSpecs:
     def antrea_cni_del(self, request: CNIRequest, context: AgentContext) -> None:
         """A CNI DEL is being processed, before the core releases the interface and IPs.
         Must be idempotent: DEL may come several times, or for an unknown container."""
+
+    # -- pod attachment before traffic ------------------------------------------------
+
+    @hookspec
+    def antrea_pod_attaching(self, pod: PodInterface, context: AgentContext) -> None:
+        """A local pod's OVS port exists (ofport, IPs and MAC are final) but none of its
+        forwarding flows is installed yet: the pod can neither send nor receive.
+
+        Called during CNI ADD, under the agent's lock, before the pod's flows,
+        `antrea_cni_add` and `antrea_pod_added`. Install here what must be in force from
+        the pod's first packet (the core's NetworkPolicy enforcement puts the pod into
+        its rules and default-deny flows here). Raising fails the ADD. If the ADD fails
+        after this hook ran, `antrea_pod_removed` is called for the pod, so that hook
+        must accept a pod it saw only here. Not called for surviving pods at agent
+        restart: their flows, and those of the previous run, are still in place.
+        """

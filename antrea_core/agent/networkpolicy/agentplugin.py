@@ -1,8 +1,11 @@
 """How the agent runs NetworkPolicy enforcement: an internal pluggy plugin.
 
-The controller learns about local pods through the same hooks as any plugin
-(``antrea_pod_added`` for CNI ADDs and for every surviving pod after a restart,
-``antrea_pod_removed`` for CNI DELs), so the agent needs no extra call sites.
+The controller learns about local pods through the same hooks as any plugin, so the
+agent needs no extra call sites: ``antrea_pod_attaching`` on CNI ADD, before the pod's
+forwarding flows exist (a pod selected by an isolating policy is never reachable
+unprotected), ``antrea_pod_added`` for every surviving pod after a restart (on CNI ADD
+it repeats what the controller already knows and changes nothing), and
+``antrea_pod_removed`` for CNI DELs.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ class PodEvents:
 
     def __init__(self, controller: NetworkPolicyController) -> None:
         self.controller = controller
+
+    @hookimpl
+    def antrea_pod_attaching(self, pod: PodInterface, context: AgentContext) -> None:
+        self.controller.pod_added(pod)
 
     @hookimpl
     def antrea_pod_added(self, pod: PodInterface, context: AgentContext) -> None:

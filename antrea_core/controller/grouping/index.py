@@ -54,8 +54,9 @@ class Group:
     """Pods selected by one normalized selector. `members` maps pod → its interned member;
     `node_count` counts members per node, so the span is its key set."""
 
-    __slots__ = ("_frozen", "_member_set", "_span", "key", "matched_ns", "members", "name",
-                 "namespace", "node_count", "ns_selector", "pod_selector")
+    __slots__ = ("_addresses", "_frozen", "_ipless", "_member_set", "_span", "key",
+                 "matched_ns", "members", "name", "namespace", "node_count", "ns_selector",
+                 "pod_selector")
 
     def __init__(self, key: GroupKey, namespace: str | None, pod_selector: LabelSelector,
                  ns_selector: LabelSelector | None) -> None:
@@ -73,12 +74,27 @@ class Group:
         self.matched_ns: set[str] = set()  # cluster-scoped groups: namespaces selected
         self._frozen: frozenset[GroupMember] | None = None
         self._span: frozenset[str] | None = None
+        self._ipless = 0  # members of scheduled pods that have no IP yet
+        # (frozen_members() it was computed from, those members that have IPs)
+        self._addresses: tuple[frozenset[GroupMember], frozenset[GroupMember]] | None = None
 
     def frozen_members(self) -> frozenset[GroupMember]:
-        """The member set as published; rebuilt only after a membership change."""
+        """The member set as published in AppliedToGroups; rebuilt only after a
+        membership change."""
         if self._frozen is None:
             self._frozen = frozenset(self._member_set)
         return self._frozen
+
+    def address_members(self) -> frozenset[GroupMember]:
+        """The members published in AddressGroups: those with IPs (the same object as
+        `frozen_members()` unless some pod has no IP yet)."""
+        frozen = self.frozen_members()
+        if not self._ipless:
+            return frozen
+        cached = self._addresses
+        if cached is None or cached[0] is not frozen:
+            cached = self._addresses = (frozen, frozenset(m for m in frozen if m.ips))
+        return cached[1]
 
     def span(self) -> frozenset[str]:
         """Nodes of the members; the same object until the node set changes."""
@@ -479,6 +495,8 @@ class GroupIndex:
         member = rec.member
         group.members[rec] = member
         group._member_set.add(member)
+        if not member.ips:
+            group._ipless += 1
         rec.groups.add(group)
         group._frozen = None
         self.dirty_members.add(group)
@@ -493,6 +511,8 @@ class GroupIndex:
     def _leave(self, group: Group, rec: PodRecord) -> None:
         member = group.members.pop(rec)
         group._member_set.discard(member)
+        if not member.ips:
+            group._ipless -= 1
         rec.groups.discard(group)
         group._frozen = None
         self.dirty_members.add(group)
@@ -503,6 +523,7 @@ class GroupIndex:
         group.members[rec] = new
         group._member_set.discard(old)
         group._member_set.add(new)
+        group._ipless += (not new.ips) - (not old.ips)
         group._frozen = None
         self.dirty_members.add(group)
         if old.node != new.node:

@@ -232,7 +232,8 @@ class NetworkPolicyController:
         ns = meta.get("namespace") or "default"
         name = meta["name"]
         member = pod_member(pod, self._index.pod_member(ns, name))
-        self._index.set_pod(ns, name, meta.get("labels") or {}, member)
+        # Copied: the index compares against it later, and callers may reuse their dicts.
+        self._index.set_pod(ns, name, dict(meta.get("labels") or ()), member)
 
     def _delete_pod(self, pod: Mapping[str, Any]) -> None:
         meta = _meta(pod)
@@ -241,9 +242,7 @@ class NetworkPolicyController:
     def _set_namespace(self, namespace: Mapping[str, Any]) -> None:
         meta = _meta(namespace)
         name = meta["name"]
-        labels = meta.get("labels") or {}
-        if labels.get(NAMESPACE_NAME_LABEL) != name:
-            labels = {**labels, NAMESPACE_NAME_LABEL: name}
+        labels = {**(meta.get("labels") or {}), NAMESPACE_NAME_LABEL: name}
         self._index.set_namespace(name, labels)
 
     def _delete_namespace(self, namespace: Mapping[str, Any]) -> None:
@@ -411,7 +410,7 @@ class NetworkPolicyController:
                 self._published_atgs.add(group)
         for group in pub_ags:
             if group in ag_refs:
-                store.upsert(AddressGroup(group.name, group.frozen_members()), ag_spans[group])
+                store.upsert(AddressGroup(group.name, group.address_members()), ag_spans[group])
                 self._published_ags.add(group)
         for policy in policies:
             if live.get(policy.key) is not policy:

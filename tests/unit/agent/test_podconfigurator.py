@@ -15,7 +15,19 @@ from antrea_core.agent.cniserver.errors import (
     UNKNOWN_CONTAINER,
     CNIError,
 )
+from antrea_core.agent.networkpolicy import agentplugin
 from antrea_core.agent.podnet.interface import host_interface_name
+from antrea_core.apis.controlplane import (
+    AppliedToGroup,
+    Direction,
+    GroupMember,
+    NetworkPolicy,
+    PodReference,
+    PolicyReference,
+    PolicyType,
+)
+from antrea_core.plugins.context import AgentContext, PodInterface
+from antrea_core.plugins.hookspecs import hookimpl
 
 pytestmark = pytest.mark.unit
 
@@ -51,13 +63,15 @@ ROLLBACKS = {
     "ports.add": (INTERFACE_FAILURE, "OVS port", ["veths.teardown", "ipam.release"]),
     "store.add": (INTERNAL_ERROR, "interface store",
                   ["ports.delete", "veths.teardown", "ipam.release"]),
+    # antrea_pod_attaching ran before the flows: plugins hear antrea_pod_removed.
     "flows.install": (INTERNAL_ERROR, "pod flows",
-                      ["store.delete", "ports.delete", "veths.teardown", "ipam.release"]),
+                      ["plugin.pod_removed", "store.delete", "ports.delete", "veths.teardown",
+                       "ipam.release"]),
     "plugin.cni_add": (INTERNAL_ERROR, "plugin recorder (antrea_cni_add)",
-                       ["plugin.cni_del", "flows.uninstall", "store.delete", "ports.delete",
-                        "veths.teardown", "ipam.release"]),
+                       ["plugin.cni_del", "flows.uninstall", "plugin.pod_removed",
+                        "store.delete", "ports.delete", "veths.teardown", "ipam.release"]),
     "plugin.pod_added": (INTERNAL_ERROR, "plugin recorder (antrea_pod_added)",
-                         ["plugin.pod_removed", "plugin.cni_del", "flows.uninstall",
+                         ["plugin.cni_del", "flows.uninstall", "plugin.pod_removed",
                           "store.delete", "ports.delete", "veths.teardown",
                           "ipam.release"]),
 }
@@ -106,7 +120,8 @@ def test_del_runs_the_add_steps_in_reverse(rig: Rig):
 
     rig.configurator.delete(cni_request("DEL"))
 
-    assert rig.rec.calls == ["plugin.cni_del", "plugin.pod_removed", "flows.uninstall",
+    # The pod's flows go before its policy: it is never reachable unprotected.
+    assert rig.rec.calls == ["plugin.cni_del", "flows.uninstall", "plugin.pod_removed",
                              "ports.delete", "store.delete", "veths.teardown",
                              "ipam.release"]
     assert rig.ipam.allocs == {} and rig.ports.ports == {} and len(rig.store) == 0
@@ -141,8 +156,14 @@ def test_del_failure_names_the_step_and_a_retry_finishes_the_job(rig: Rig):
 
 def test_del_of_an_old_sandbox_leaves_the_new_sandboxs_port_alone(rig: Rig):
     rig.configurator.add(cni_request(cid="old"))
+    old_ofport = rig.ports.ports[HOST].ofport
+    rig.rec.calls.clear()
     rig.configurator.add(cni_request(cid="new"))  # pod recreated before old's DEL
     assert "old" not in rig.flows.installed  # the old sandbox's flows went at once
+    # The old port is deleted before the new veth (same name) is attached: a userspace
+    # vswitchd would keep the port bound to the deleted device.
+    assert rig.rec.calls.index("ports.delete") < rig.rec.calls.index("ports.add")
+    assert rig.ports.ports[HOST].ofport != old_ofport
 
     rig.configurator.delete(cni_request("DEL", cid="old"))
 
@@ -185,3 +206,67 @@ def test_check_reports_a_missing_port_a_moved_ofport_and_a_broken_interface(rig:
     with pytest.raises(CNIError) as info:
         rig.configurator.check(cni_request("CHECK"))
     assert f"OVS port {HOST} is missing" in info.value.details
+
+
+# -- policy before traffic: antrea_pod_attaching ------------------------------------------
+class AttachingPlugin:
+    """Sees the pod before its flows exist; records what it saw."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.seen: list[tuple[int, bool]] = []  # (ofport, flows already installed?)
+
+    @hookimpl
+    def antrea_pod_attaching(self, pod: PodInterface, context: AgentContext) -> None:
+        self.rig.rec("plugin.pod_attaching")
+        self.seen.append((pod.ofport, pod.container_id in self.rig.flows.installed))
+
+
+def test_pod_attaching_runs_with_the_ofport_before_the_pods_flows(rig: Rig):
+    plugin = AttachingPlugin(rig)
+    rig.configurator.pm.register(plugin, name="attaching")
+
+    rig.configurator.add(cni_request())
+
+    assert rig.rec.calls == ["ipam.allocate", "veths.setup", "ports.add", "store.add",
+                             "plugin.pod_attaching", "flows.install", "plugin.cni_add",
+                             "plugin.pod_added"]
+    assert plugin.seen == [(10, False)]
+
+
+def test_a_failing_pod_attaching_fails_the_add_before_any_flow(rig: Rig):
+    rig.configurator.pm.register(AttachingPlugin(rig), name="attaching")
+    rig.rec.fail.add("plugin.pod_attaching")
+
+    with pytest.raises(CNIError) as info:
+        rig.configurator.add(cni_request())
+
+    assert info.value.msg == "CNI ADD failed at step plugin attaching (antrea_pod_attaching)"
+    assert "flows.install" not in rig.rec.calls
+    assert rig.rec.calls[-5:] == ["plugin.pod_removed", "store.delete", "ports.delete",
+                                  "veths.teardown", "ipam.release"]
+    assert rig.ports.ports == {} and rig.ipam.allocs == {}
+
+
+def test_network_policy_isolates_a_new_pod_before_its_flows_make_it_reachable(rig: Rig):
+    ctl = agentplugin.enable(rig.configurator.pm, "n1", None, ["10.0.0.1"])
+    # The controller already sent the policy applied to the pod (scheduled, no IP yet).
+    web = GroupMember(PodReference("default", "web"), (), "n1")
+    ctl.replace_all([NetworkPolicy("p", PolicyReference("K8sNetworkPolicy", "default", "p",
+                                                        "p"), (), ("atg",),
+                                   (PolicyType.INGRESS,))],
+                    [AppliedToGroup("atg", frozenset({web}))], [])
+    isolated_at_install: list[set[tuple[str, int]]] = []
+    install = rig.flows.install_pod_flows
+
+    def install_checking(pod: PodInterface) -> None:
+        isolated_at_install.append({(p.name, p.ofport) for p in ctl.isolated(Direction.IN)})
+        install(pod)
+
+    rig.flows.install_pod_flows = install_checking  # type: ignore[method-assign]
+
+    rig.configurator.add(cni_request())
+    assert isolated_at_install == [{("web", 10)}]
+
+    rig.configurator.delete(cni_request("DEL"))
+    assert ctl.isolated(Direction.IN) == frozenset()

@@ -68,8 +68,9 @@ def test_random_event_stream_matches_recomputation(seed: int) -> None:
             if key in pods and rng.random() < 0.3:
                 ctl.delete_pod(pods.pop(key))
             else:
-                pods[key] = pod(ns, key[1], f"10.0.{step % 250}.{rng.randrange(250)}",
-                                f"n{rng.randrange(5)}", random_labels(rng),
+                # Some are scheduled without an IP yet: applied-to members, no peers.
+                ip = None if rng.random() < 0.2 else f"10.0.{step % 250}.{rng.randrange(250)}"
+                pods[key] = pod(ns, key[1], ip, f"n{rng.randrange(5)}", random_labels(rng),
                                 phase=rng.choice(("Running", "Running", "Succeeded")))
                 ctl.update_pod(pods[key])
         elif action < 0.6:

@@ -150,7 +150,7 @@ def test_only_running_pods_with_ips_and_pod_network_are_members(
         ctl: NetworkPolicyController, store: RecordingStore) -> None:
     with ctl.batch():
         ctl.add_pod(pod("a", "running", labels={"app": "x"}))
-        ctl.add_pod(pod("a", "pending", ip=None, labels={"app": "x"}))
+        ctl.add_pod(pod("a", "pending", ip=None, node="", labels={"app": "x"}))
         ctl.add_pod(pod("a", "done", phase="Succeeded", labels={"app": "x"}))
         ctl.add_pod(pod("a", "failed", phase="Failed", labels={"app": "x"}))
         ctl.add_pod(pod("a", "host", host_network=True, labels={"app": "x"}))
@@ -163,6 +163,27 @@ def test_only_running_pods_with_ips_and_pod_network_are_members(
     ctl.update_pod(pod("a", "running", phase="Succeeded", labels={"app": "x"}))
     assert store.atg_pods("p") == {"a/pending"}
     assert store.policy("p")[1] == {"n9"}
+
+
+def test_a_scheduled_pod_is_applied_to_before_it_has_an_ip_but_is_no_peer_yet(
+        ctl: NetworkPolicyController, store: RecordingStore) -> None:
+    # Its node must isolate it before its CNI ADD makes it reachable.
+    with ctl.batch():
+        ctl.add_pod(pod("a", "old", labels={"app": "x"}))
+        ctl.add_pod(pod("a", "new", ip=None, node="n2", labels={"app": "x"}))
+        ctl.add_network_policy(policy("a", "p", labels(app="x"),
+                                      ingress=[{"from": [{"podSelector": labels(app="x")}]}]))
+    assert store.atg_pods("p") == {"a/old", "a/new"}
+    assert store.policy("p")[1] == {"node1", "n2"}
+    assert store.peer_pods("p") == {"a/old"}
+    (new,) = [m for m in store.atg(store.policy("p")[0].applied_to_groups[0])[0].members
+              if m.pod.name == "new"]
+    assert new.ips == () and new.node == "n2"
+    # kubelet reports its IP: the member carries it and the pod becomes a peer.
+    ctl.update_pod(pod("a", "new", ip="10.0.0.7", node="n2", labels={"app": "x"}))
+    assert store.peer_pods("p") == {"a/old", "a/new"}
+    (ag,) = store.policy("p")[0].rules[0].peer.address_groups
+    assert "10.0.0.7" in {ip for m in store.ag(ag)[0].members for ip in m.ips}
 
 
 def test_policy_selecting_nothing_is_published_with_empty_span(

@@ -6,6 +6,7 @@ import pytest
 from np_fakes import NODE, RecordingBridge, atg, member, policy
 
 from antrea_core.agent.networkpolicy import agentplugin
+from antrea_core.agent.openflow.connection import OFConnection, ReplayOrder
 from antrea_core.agent.podconfigurator import call_hook
 from antrea_core.plugins.context import AgentContext, PodInterface
 from antrea_core.plugins.loading import new_plugin_manager
@@ -16,14 +17,16 @@ POD = PodInterface("default", "web-0", "cid0", "web0-veth", ("10.10.0.10",), "02
                    10)
 
 
-class Conn:
-    """The bridge's connection: bundles go to the recording bridge; the datapath's own
-    reconnect callback (pod flows) is already set."""
+class Conn(OFConnection):
+    """The bridge's connection (never started): bundles go to the recording bridge; the
+    datapath's own reconnect listener (pod flows) is already registered."""
 
     def __init__(self, bridge: RecordingBridge) -> None:
+        super().__init__("/nonexistent.mgmt")
         self.calls: list[str] = []
-        self.on_reconnect = lambda _c: self.calls.append("pod flows")
-        self.bundle = bridge.bundle
+        self.add_reconnect_listener(lambda _c: self.calls.append("pod flows"),
+                                    order=ReplayOrder.FORWARDING)
+        self.bundle = bridge.bundle  # type: ignore[method-assign]
 
 
 class Bridge(RecordingBridge):
@@ -58,9 +61,14 @@ def test_reconnect_replays_policy_before_pod_flows():
     ctl = agentplugin.enable(pm, NODE, bridge, ["10.10.0.1"])
     ctl.replace_all([policy("p", ("web",))], [atg("web")], [])
     bridge.flows.clear()
-    bridge.connection.on_reconnect(bridge.connection)
+    replayed_first: list[bool] = []
+    bridge.connection.add_reconnect_listener(
+        lambda _c: replayed_first.append(bool(bridge.table("IngressSecurityClassifier"))),
+        order=ReplayOrder.FORWARDING)
+    bridge.connection.run_reconnect_listeners()
     assert bridge.table("IngressSecurityClassifier")  # replayed
     assert bridge.connection.calls == ["pod flows"]
+    assert replayed_first == [True]  # policy flows were back before pod flows
 
 
 def test_without_a_bridge_policies_are_computed_only():
