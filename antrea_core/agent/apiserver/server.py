@@ -9,12 +9,9 @@ UNAVAILABLE when the bridge cannot be dumped).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import socket
 from collections import Counter
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -22,6 +19,7 @@ import grpc
 from antrea_core.agent.apiserver import flows as flowdump
 from antrea_core.agent.bridge.interface_store import InterfaceConfig, InterfaceStore
 from antrea_core.agent.openflow.pipeline import PipelineLayout
+from antrea_core.agent.unixgrpc import UnixGrpcServer
 from antrea_core.apis import agentquery_pb2 as pb
 from antrea_core.apis import agentquery_pb2_grpc as pb_grpc
 
@@ -95,7 +93,11 @@ class AgentQueryServer:
         self.layout = layout
         self.mgmt = flowdump.mgmt_socket(ovs_run_dir, bridge_name)
         self.max_workers = max_workers
-        self._grpc: grpc.Server | None = None
+        self._server = UnixGrpcServer(
+            self.socket_path,
+            lambda server: pb_grpc.add_AgentQueryServicer_to_server(_Servicer(self), server),
+            what="agent query API", max_workers=max_workers,
+            thread_name_prefix="agentquery")
 
     # -- queries ------------------------------------------------------------------------
     def pod_interfaces(self, namespace: str = "", name: str = "") -> list[InterfaceConfig]:
@@ -127,29 +129,11 @@ class AgentQueryServer:
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        self._prepare_socket_path()
-        server = grpc.server(futures.ThreadPoolExecutor(
-            max_workers=self.max_workers, thread_name_prefix="agentquery"))
-        pb_grpc.add_AgentQueryServicer_to_server(_Servicer(self), server)
-        old = os.umask(0o177)  # the socket is 0600 from the moment grpc binds it
-        try:
-            server.add_insecure_port(f"unix:{self.socket_path}")
-        finally:
-            os.umask(old)
-        os.chmod(self.socket_path, 0o600)
-        server.start()
-        self._grpc = server
-        log.info("agent query API listening socket=%s bridge_mgmt=%s", self.socket_path,
-                 self.mgmt)
+        self._server.start()
+        log.debug("agent query API reads flows from bridge_mgmt=%s", self.mgmt)
 
     def stop(self, grace: float | None = 1.0) -> None:
-        if self._grpc is None:
-            return
-        self._grpc.stop(grace).wait()
-        self._grpc = None
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-        log.info("agent query API stopped socket=%s", self.socket_path)
+        self._server.stop(grace)
 
     def __enter__(self) -> AgentQueryServer:
         self.start()
@@ -157,18 +141,3 @@ class AgentQueryServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _prepare_socket_path(self) -> None:
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        if not self.socket_path.exists():
-            return
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(self.socket_path))
-        except OSError:
-            self.socket_path.unlink()  # left behind by an agent that died
-        else:
-            raise RuntimeError(f"another process serves the agent query API on "
-                               f"{self.socket_path}")
-        finally:
-            probe.close()

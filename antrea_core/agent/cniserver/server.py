@@ -11,11 +11,9 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from concurrent import futures
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,6 +22,7 @@ import grpc
 from antrea_core.agent.cniserver import deferred_del
 from antrea_core.agent.cniserver.errors import INTERNAL_ERROR, CNIError
 from antrea_core.agent.cniserver.validation import build_request
+from antrea_core.agent.unixgrpc import UnixGrpcServer
 from antrea_core.apis import cni_pb2, cni_pb2_grpc
 from antrea_core.plugins.context import CNIRequest
 
@@ -109,36 +108,18 @@ class CNIServer:
         self.handler = handler
         self.max_workers = max_workers
         self._locks = KeyedLocks()
-        self._grpc: grpc.Server | None = None
+        self._server = UnixGrpcServer(
+            self.socket_path,
+            lambda server: cni_pb2_grpc.add_CniServicer_to_server(_Servicer(self), server),
+            what="CNI server", max_workers=max_workers, thread_name_prefix="cniserver")
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
         self.replay_deferred_deletes()
-        self._prepare_socket_path()
-        server = grpc.server(futures.ThreadPoolExecutor(
-            max_workers=self.max_workers, thread_name_prefix="cniserver"))
-        cni_pb2_grpc.add_CniServicer_to_server(_Servicer(self), server)
-        # grpc binds inside add_insecure_port; the umask makes the socket 0600 from its
-        # first instant, so no other user can connect in a window before a chmod.
-        old = os.umask(0o177)
-        try:
-            server.add_insecure_port(f"unix:{self.socket_path}")
-        finally:
-            os.umask(old)
-        os.chmod(self.socket_path, 0o600)  # in case grpc ever binds later than we think
-        server.start()
-        self._grpc = server
-        log.info("CNI server listening socket=%s workers=%d", self.socket_path,
-                 self.max_workers)
+        self._server.start()
 
     def stop(self, grace: float | None = 2.0) -> None:
-        if self._grpc is None:
-            return
-        self._grpc.stop(grace).wait()
-        self._grpc = None
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
-        log.info("CNI server stopped socket=%s", self.socket_path)
+        self._server.stop(grace)
 
     def __enter__(self) -> CNIServer:
         self.start()
@@ -146,21 +127,6 @@ class CNIServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _prepare_socket_path(self) -> None:
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        if not self.socket_path.exists():
-            return
-        # A live socket means another agent serves it: refuse rather than steal it.
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(self.socket_path))
-        except OSError:
-            self.socket_path.unlink()  # stale, from an agent that died
-        else:
-            raise RuntimeError(f"another process is serving CNI on {self.socket_path}")
-        finally:
-            probe.close()
 
     # -- requests ---------------------------------------------------------------------
     def dispatch(self, command: str, args: cni_pb2.CmdArgs) -> cni_pb2.CmdResponse:
