@@ -19,6 +19,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from antrea_core.k8s import clientconfig
 from antrea_core.plugins.context import NodeInfo
 
 log = logging.getLogger("antrea.agent.nodeinfo")
@@ -75,20 +76,10 @@ def node_info_from(node: Mapping[str, Any]) -> NodeInfo:
 def api_client(kubeconfig: str | None = None, server_override: str = ""
                ) -> kubernetes.client.ApiClient:
     """A client from ``kubeconfig``, else the in-cluster ServiceAccount."""
-    cfg = kubernetes.client.Configuration()
     try:
-        if kubeconfig:
-            kubernetes.config.load_kube_config(config_file=kubeconfig,
-                                               client_configuration=cfg)
-        else:
-            kubernetes.config.load_incluster_config(client_configuration=cfg)
-    except (kubernetes.config.ConfigException, OSError) as exc:
-        where = kubeconfig or "the in-cluster ServiceAccount"
-        raise NodeInfoError(f"cannot load Kubernetes credentials from {where}: {exc}"
-                            ) from None
-    if server_override:
-        cfg.host = server_override  # kubeAPIServerOverride: reach the API before kube-proxy
-    return kubernetes.client.ApiClient(cfg)
+        return clientconfig.api_client(kubeconfig, server_override)
+    except clientconfig.KubeConfigError as exc:
+        raise NodeInfoError(str(exc)) from None
 
 
 class KubeClusterView:
