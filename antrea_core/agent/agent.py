@@ -9,6 +9,7 @@ disturbing running pods):
 3. rebuild the interface store from OVSDB;
 4. build the pod flow installer (required: see podflows) and the NetworkPolicy
    enforcement (its flows from a previous run stay until the controller's snapshot);
+   install feature plugins' ``antrea_initial_flows`` (see pluginflows);
 5. reconcile: release ports and IPs of pods deleted while the agent was down; reinstall
    flows and announce ``antrea_pod_added`` for the surviving pods;
 6. start the CNI server (it first replays DELs queued while no agent listened), the
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from antrea_core.agent import cniconfig, hostnet
+from antrea_core.agent import cniconfig, hostnet, pluginflows
 from antrea_core.agent.apiserver import AgentQueryServer, default_socket_path
 from antrea_core.agent.bridge.interface_store import InterfaceConfig, InterfaceStore
 from antrea_core.agent.bridge.lifecycle import OVSBridge, attach_uplink, ensure_bridge
@@ -40,6 +41,7 @@ from antrea_core.agent.ipam.allocator import NodeIPAM
 from antrea_core.agent.mtu import pod_mtu, transport_is_ipv6, tunnel_overhead
 from antrea_core.agent.networkpolicy import agentplugin as networkpolicy
 from antrea_core.agent.networkpolicy.controller import NetworkPolicyController
+from antrea_core.agent.networkpolicy.dpflush import DatapathFlusher
 from antrea_core.agent.nodeinfo import ClusterView
 from antrea_core.agent.noderoute import NodeRouteController, RemoteNodeFlows
 from antrea_core.agent.openflow.podnetwork import gateway_ips
@@ -169,7 +171,12 @@ class Agent:
             pod_mtu=self.pod_mtu, store=self.store))
         self.network_policy = networkpolicy.enable(
             self.pm, self.node.name, self.context.bridge,
-            self.gateway.ips or gateway_ips(self.node.pod_cidrs))
+            self.gateway.ips or gateway_ips(self.node.pod_cidrs),
+            flush_datapath=(DatapathFlusher(cfg.ovs_run_dir)
+                            if cfg.ovs_datapath_type == "netdev" else None))
+        if self.context.bridge is not None:  # feature plugins' flow hooks
+            pluginflows.start(self.pm, getattr(self.plugins, "features", {}),
+                              self.context.bridge, self.layout, self.context)
         node_routes_rv = self._sync_node_routes()
         self._reconcile()
 

@@ -5,7 +5,8 @@ pipeline: table-miss flows, the pod-networking initial flows, one flow set per l
 and one per remote node. Restarts are hitless: a new agent run installs everything under
 the next cookie round and deletes older rounds only once every surviving pod is back
 (`sync_done`). When ovs-vswitchd restarts (it lost every flow) the whole state is
-replayed from memory.
+replayed from memory, as the connection's last reconnect listener
+(`ReplayOrder.FORWARDING`): policy and feature flows are back before pods forward again.
 
 Userspace (netdev) tunnels need one more thing: vswitchd encapsulates with the next hop's
 MAC from its own tunnel neighbour cache, which it fills only by snooping ARP replies on
@@ -39,7 +40,7 @@ from antrea_core.agent.openflow.bridge_client import (
     next_round,
     split_cookie,
 )
-from antrea_core.agent.openflow.connection import CODEC, OFConnection
+from antrea_core.agent.openflow.connection import CODEC, OFConnection, ReplayOrder
 from antrea_core.agent.openflow.flows import Flow, Group
 from antrea_core.agent.openflow.podnetwork import NodeNetworkConfig, RemoteNode
 from antrea_core.agent.podflows import AgentRuntime
@@ -138,7 +139,9 @@ class OpenFlowDatapath:
         self._remote: dict[str, RemoteNode] = {}  # by node name
         self.peers = TunnelPeerResolver(self._probe_tunnel_peers)
         mgmt = Path(runtime.ovs_run_dir) / f"{runtime.bridge_name}.mgmt"
-        self.conn = OFConnection(str(mgmt), on_reconnect=self._replay, timeout=timeout)
+        self.conn = OFConnection(str(mgmt), timeout=timeout)
+        self.conn.add_reconnect_listener(self._replay, order=ReplayOrder.FORWARDING,
+                                         name=FEATURE)
         self.conn.start()
         feature_ids = assign_feature_ids(getattr(runtime.plugins, "features", {}) or {})
         probe = OFBridge(runtime.layout, self.conn, feature_ids=feature_ids)

@@ -101,6 +101,11 @@ class IPBlock:
     except_: tuple[str, ...] = ()
 
 
+# Every IPv4 and IPv6 address: the ipBlocks of an egress rule "to anyone" that also names
+# ports (the controller adds an all-pods AddressGroup so named ports can resolve).
+ANY_ADDRESS: tuple[IPBlock, ...] = (IPBlock("0.0.0.0/0"), IPBlock("::/0"))
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkPolicyPeer:
     """Who a rule allows: members of address groups and/or addresses in ipBlocks.

@@ -87,11 +87,20 @@ class AgentHookSpecs:
     ) -> list[Flow | Group] | None:
         """Return the flows and groups this plugin installs when the bridge is ready.
 
-        Called after the pipeline layout is built and the core's own initial flows are
-        known, and again after every reconnection to ovs-vswitchd (a restarted
-        vswitchd has lost all flows): the result must depend only on the layout and
-        the context, not on what was installed before. Flows are tagged with this
-        plugin's cookie by the agent.
+        Feature plugins only (``antrea.agent.features``): the agent installs the result
+        under the plugin's own feature cookie, current round; a tunnel driver or other
+        plugin implementing this hook stops the agent at start-up. Called once at
+        start-up, after the pipeline and the core's pod-networking initial flows are
+        installed and before pods are reconciled and `antrea_agent_started`; and again
+        after every reconnection to ovs-vswitchd (a restarted vswitchd has lost all
+        flows), immediately followed by `antrea_replay_flows`. The result must depend
+        only on the layout and the context, not on what was installed before.
+
+        A previous agent run's flows of this feature are replaced where table, priority
+        and match are equal; any others stay until the plugin removes them (e.g. with
+        ``context.bridge.delete_stale_rounds(feature)`` once its own state is back).
+        Raising at start-up stops the agent naming the feature; raising during a replay
+        is logged and the other features are still replayed.
         """
 
     @hookspec
@@ -100,8 +109,20 @@ class AgentHookSpecs:
     ) -> list[Flow | Group] | None:
         """Return the dynamic flows/groups this plugin installed since start-up.
 
-        Called after ovs-vswitchd reconnects, right after `antrea_initial_flows`, so a
-        plugin that installs flows at run time (per Service, per pod …) gets them back.
+        Called after ovs-vswitchd reconnects, right after `antrea_initial_flows`; both
+        results are installed together under the feature's cookie, so a plugin that
+        installs flows at run time (per Service, per pod …) gets them back. Replays run
+        on the OpenFlow connection's event thread in this order: NetworkPolicy flows,
+        then each feature plugin in feature-name order, then the pipeline's table-miss
+        flows and pod/node forwarding flows last (nothing forwards before policy and
+        features are back).
+
+        A plugin that keeps its own flow state can instead register on the connection:
+        ``context.bridge.conn.add_reconnect_listener(fn, order=ReplayOrder.FEATURES)``
+        (`antrea_core.agent.openflow.connection`); packet-ins sent by its flows reach it
+        through ``context.bridge.conn.add_packet_in_handler(
+        context.bridge.feature_id(name), fn)``: each feature only gets packet-ins from
+        flows carrying its own cookie.
         """
 
     # -- lifecycle --------------------------------------------------------------------

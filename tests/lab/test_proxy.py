@@ -25,7 +25,8 @@ from antrea_lab.labdir import LabDir
 pytestmark = pytest.mark.lab
 
 NS = "svc"
-API_PORT = 46443
+# Overridable so that parallel runs on one machine do not collide.
+API_PORT = int(os.environ.get("ANTREA_TEST_PROXY_API_PORT", "46443"))
 NODE_IPS = {"node1": "192.168.77.11", "node2": "192.168.77.12"}
 EXTERNAL_IP = "192.168.77.100"  # spec.externalIPs of Service "web-ext"
 CONVERGENCE_SECONDS = 2.0

@@ -11,7 +11,7 @@ it repeats what the controller already knows and changes nothing), and
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from antrea_core.agent.networkpolicy.controller import NetworkPolicyController
@@ -43,11 +43,13 @@ class PodEvents:
 
 
 def enable(pm: Any, node_name: str, bridge: Any | None,
-           gateway_ips: Iterable[str]) -> NetworkPolicyController:
+           gateway_ips: Iterable[str],
+           flush_datapath: Callable[[], None] | None = None) -> NetworkPolicyController:
     """Build the controller on the agent's bridge, register its pod hooks on `pm` and
     hook its replay into the bridge's OVS reconnects. No flow is installed until the
-    watch client delivers a first snapshot."""
-    controller = NetworkPolicyController(node_name, bridge, gateway_ips)
+    watch client delivers a first snapshot. `flush_datapath` runs after each policy
+    flow update (see `dpflush`)."""
+    controller = NetworkPolicyController(node_name, bridge, gateway_ips, flush_datapath)
     if bridge is None:
         log.warning("no OpenFlow bridge: NetworkPolicies will be computed, not enforced")
     else:

@@ -15,7 +15,8 @@ Fail-closed rules:
   policy flow of any cookie round in one bundle: a restarted agent keeps the previous
   run's flows until the new set is ready;
 * when ovs-vswitchd restarts (empty tables) the whole policy flow set is replayed
-  before pod-networking flows come back (`attach_replay`).
+  before feature and pod-networking flows come back (`attach_replay`: the connection's
+  first reconnect listener, `ReplayOrder.POLICY`).
 
 Calls come from the watch client's thread and the CNI server's threads; one lock
 serialises them.
@@ -23,6 +24,7 @@ serialises them.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import threading
@@ -40,6 +42,7 @@ from antrea_core.agent.networkpolicy.rulecache import (
     RuleKey,
     RuleUnit,
 )
+from antrea_core.agent.openflow.connection import ReplayOrder
 from antrea_core.agent.openflow.flows import Flow
 from antrea_core.apis.controlplane import (
     AddressGroup,
@@ -54,28 +57,50 @@ log = logging.getLogger("antrea.agent.networkpolicy")
 MAX_CONJ_ID = 0xFFFFFFFF
 
 
-class ConjIDAllocator:
-    """Conjunction ids per unit key; freed ids are reused (lowest first)."""
+class PolicyReplayError(RuntimeError):
+    """The policy flows could not be put back after ovs-vswitchd reconnected."""
 
-    def __init__(self) -> None:
+
+# A freed conjunction id is not handed out again for this long. The lab saw a deleted
+# rule's allow come back for more than 10 s (OpenFlow tables correct, userspace datapath
+# still forwarding) when its id was reused at once by the next rules; Antrea likewise
+# keeps released ids out of use for a few seconds and reuses them oldest first.
+ID_REUSE_DELAY = 30.0
+
+
+class ConjIDAllocator:
+    """Conjunction ids per unit key; a freed id is reused (oldest first) only once
+    `reuse_delay` seconds have passed since its release."""
+
+    def __init__(self, reuse_delay: float = ID_REUSE_DELAY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._ids: dict[Hashable, int] = {}
-        self._free: list[int] = []
+        self._free: collections.deque[tuple[float, int]] = collections.deque()
         self._next = itertools.count(1)
+        self._reuse_delay = reuse_delay
+        self._clock = clock
 
     def get(self, key: Hashable) -> int:
         conj_id = self._ids.get(key)
         if conj_id is None:
-            conj_id = self._free.pop(0) if self._free else next(self._next)
-            if conj_id > MAX_CONJ_ID:
-                raise RuntimeError("conjunction ids exhausted")
+            conj_id = self._fresh()
             self._ids[key] = conj_id
         return conj_id
+
+    def _fresh(self) -> int:
+        if self._free and self._clock() - self._free[0][0] >= self._reuse_delay:
+            return self._free.popleft()[1]
+        conj_id = next(self._next)
+        if conj_id <= MAX_CONJ_ID:
+            return conj_id
+        if self._free:  # exhausted: an id still in quarantine beats failing
+            return self._free.popleft()[1]
+        raise RuntimeError("conjunction ids exhausted")
 
     def release(self, key: Hashable) -> None:
         conj_id = self._ids.pop(key, None)
         if conj_id is not None:
-            self._free.append(conj_id)
-            self._free.sort()
+            self._free.append((self._clock(), conj_id))
 
     def keys(self) -> list[Hashable]:
         return list(self._ids)
@@ -89,7 +114,11 @@ class NetworkPolicyController:
     """
 
     def __init__(self, node_name: str, bridge: Any | None,
-                 gateway_ips: Iterable[str] = ()) -> None:
+                 gateway_ips: Iterable[str] = (),
+                 flush_datapath: Callable[[], None] | None = None) -> None:
+        # Called after policy flows changed in OVS (`dpflush.DatapathFlusher` on the
+        # userspace datapath, whose cached flows can outlive a narrowed policy).
+        self.flush_datapath = flush_datapath
         # Local pods as announced by the agent (pod hooks): on CNI DEL the hook comes
         # before the interface store forgets the pod, so the store cannot be the source.
         self._pods: dict[tuple[str, str], LocalPod] = {}
@@ -203,19 +232,22 @@ class NetworkPolicyController:
         self._realize_isolation()
         self._replace_installed()
 
-    def _replace_installed(self) -> None:
+    def _replace_installed(self) -> bool:
         if self.bridge is None:
             self._installed_once = True
-            return
+            return True
         flows = [*flowcalc.static_flows(self.gateway_ips), *self.table.flows()]
         try:
             self.bridge.replace_feature_flows(FEATURE, flows)
         except Exception:
             self.cache.mark_full()  # retried on the next call or OVS reconnect
             log.exception("installing policy flows failed; will retry with a full sync")
-            return
+            return False
         self._installed_once = True
         log.info("policy flows replaced flows=%d rules=%d", len(flows), len(self._units))
+        if self.flush_datapath is not None:
+            self.flush_datapath()
+        return True
 
     def _send(self, changed: set[FlowKey]) -> None:
         if self.bridge is None or not changed:
@@ -240,28 +272,29 @@ class NetworkPolicyController:
             log.exception("updating policy flows failed; will retry with a full sync")
             return
         log.debug("policy flows updated added=%d deleted=%d", len(adds), len(deletes))
+        if self.flush_datapath is not None:
+            self.flush_datapath()
 
     # -- OVS reconnect ----------------------------------------------------------------
 
     def replay(self) -> None:
-        """ovs-vswitchd lost its flows: put the whole policy flow set back."""
+        """ovs-vswitchd lost its flows: put the whole policy flow set back. Raises
+        `PolicyReplayError` if that failed."""
         with self._lock:
             if not (self._installed_once or self.cache.synced):
                 return  # no snapshot yet: nothing we know of to enforce
             log.warning("replaying policy flows flows=%d", len(self.table))
-            self._replace_installed()
+            if not self._replace_installed():
+                raise PolicyReplayError("policy flows could not be replayed")
 
-    def attach_replay(self, conn: Any) -> None:
-        """Replay on `conn`'s reconnects, *before* its existing callback (pod flows):
-        an isolated pod must not be reachable while its policy flows are missing."""
-        previous: Callable[[Any], None] | None = conn.on_reconnect
-
-        def on_reconnect(c: Any) -> None:
-            self.replay()
-            if previous is not None:
-                previous(c)
-
-        conn.on_reconnect = on_reconnect
+    def attach_replay(self, conn: Any) -> Callable[[], None]:
+        """Replay on `conn`'s reconnects, before feature and pod-forwarding flows
+        (`ReplayOrder.POLICY`), as a required listener: an isolated pod must not be
+        reachable while its policy flows are missing, so if the replay fails nothing
+        after it is replayed until it succeeds. Returns a function detaching it."""
+        return conn.add_reconnect_listener(lambda _conn: self.replay(),
+                                           order=ReplayOrder.POLICY, name=FEATURE,
+                                           required=True)
 
     # -- introspection ----------------------------------------------------------------
 

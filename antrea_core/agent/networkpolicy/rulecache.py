@@ -26,12 +26,14 @@ from dataclasses import dataclass
 
 from antrea_core.agent.networkpolicy.ipblocks import peer_cidrs
 from antrea_core.apis.controlplane import (
+    ANY_ADDRESS,
     AddressGroup,
     AppliedToGroup,
     Direction,
     EventType,
     GroupMember,
     GroupPatch,
+    IPBlock,
     L4Protocol,
     NetworkPolicy,
     NetworkPolicyRule,
@@ -99,6 +101,11 @@ def resolve_services(services: Iterable[Service],
             end = svc.end_port if svc.port is not None else None
             out.add(PortSpec(svc.protocol, svc.port, end))
     return frozenset(out)
+
+
+def _covers_every_address(blocks: Iterable[IPBlock]) -> bool:
+    """The ipBlocks hold every IPv4 and IPv6 address (`ANY_ADDRESS`, no excepts)."""
+    return set(ANY_ADDRESS) <= set(blocks)
 
 
 def _has_named_ports(rule: NetworkPolicyRule) -> bool:
@@ -234,14 +241,26 @@ class RuleCache:
                 if ports:
                     units.append(unit(peers, frozenset(group), ports))
             return units
-        # Egress: named ports belong to the destination, the peer pod. ipBlocks (and
-        # "any peer") only get the numeric services.
+        # Egress: named ports belong to the destination, the peer pod. ipBlocks only get
+        # the numeric services.
         by_ports_ips: dict[frozenset[PortSpec], set[str]] = defaultdict(set)
+        numeric = resolve_services(rule.services, None)
+        if any_peer or _covers_every_address(rule.peer.ip_blocks):
+            # "To anyone" (the controller sends such a rule with an all-pods group and
+            # ANY_ADDRESS): numeric ports stay open to every address, in or outside the
+            # cluster; each peer pod adds the named ports it resolves beyond those. The
+            # sets are disjoint from `numeric`, so unit keys cannot collide.
+            named = [s for s in rule.services if isinstance(s.port, str)]
+            for member in peer_members:
+                extra = resolve_services(named, member) - numeric
+                if extra:
+                    by_ports_ips[extra].update(member.ips)
+            units = [unit(None, pods, numeric)] if numeric else []
+            units.extend(unit(peer_cidrs(ips, ()), pods, ports)
+                         for ports, ips in by_ports_ips.items())
+            return units
         for member in peer_members:
             by_ports_ips[resolve_services(rule.services, member)].update(member.ips)
-        numeric = resolve_services(rule.services, None)
-        if any_peer:
-            return [unit(None, pods, numeric)] if numeric else []
         if rule.peer.ip_blocks and numeric:
             by_ports_ips.setdefault(numeric, set())
         for ports, ips in by_ports_ips.items():

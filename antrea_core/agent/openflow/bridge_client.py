@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from os_ken.ofproto import ofproto_v1_5_parser as ofpp
 from antrea_core.agent.openflow import oskenfix
 from antrea_core.agent.openflow.connection import CODEC, Message, OFConnection
 from antrea_core.agent.openflow.flows import GOTO_NEXT, Bucket, Flow, Group
+from antrea_core.agent.openflow.oxm import oxm_tlv
 from antrea_core.agent.openflow.pipeline import PipelineError, PipelineLayout
 
 log = logging.getLogger("antrea.agent.openflow")
@@ -154,9 +156,14 @@ class FlowEncoder:
             instructions.append(ofpp.OFPInstructionGotoTable(goto))
         return instructions
 
-    def encode(self, flow: Flow, cookie: int, command: int = ofp.OFPFC_ADD) -> Message:
-        """The flow mod adding (or strictly modifying/deleting) `flow` with `cookie`."""
+    def encode(self, flow: Flow, cookie: int, command: int = ofp.OFPFC_ADD,
+               cookie_mask: int | None = None) -> Message:
+        """The flow mod adding (or strictly modifying/deleting) `flow` with `cookie`.
+        `cookie_mask` defaults to the feature bits for deletes (only our feature's flow
+        goes), 0 otherwise."""
         deleting = command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT)
+        if cookie_mask is None:
+            cookie_mask = FEATURE_MASK if deleting else 0
         match = flow.match
         if ("ct_tp_dst" in match or "ct_tp_src" in match) and "ct_nw_proto" not in match:
             # OVS accepts the flow but silently drops ct_tp_* without ct_nw_proto
@@ -165,7 +172,7 @@ class FlowEncoder:
         return ofpp.OFPFlowMod(
             CODEC,
             cookie=cookie,
-            cookie_mask=FEATURE_MASK if deleting else 0,
+            cookie_mask=cookie_mask,
             table_id=self.layout.table_id(flow.table),
             command=command,
             idle_timeout=flow.idle_timeout,
@@ -194,8 +201,16 @@ class FlowEncoder:
                              f"expected one of {sorted(GROUP_TYPES)}") from None
         buckets = [] if command == ofp.OFPGC_DELETE else [
             self.bucket(b, i, group_type) for i, b in enumerate(group.buckets)]
+        properties = []
+        if group.selection_method is not None and command != ofp.OFPGC_DELETE:
+            if group_type != ofp.OFPGT_SELECT:  # OVS: OFPBPC_BAD_VALUE
+                raise ValueError(f"group {group.group_id}: a selection method needs a "
+                                 f"select group, not {group.type}")
+            properties.append(oskenfix.GroupPropSelectionMethod(
+                group.selection_method, group.selection_fields))
         return ofpp.OFPGroupMod(CODEC, command=command, type_=group_type,
-                                group_id=group.group_id, buckets=buckets)
+                                group_id=group.group_id, buckets=buckets,
+                                properties=properties)
 
 
 class PackedFlowEncoder(FlowEncoder):
@@ -203,10 +218,12 @@ class PackedFlowEncoder(FlowEncoder):
 
     OFPMatch converts every field three times (normalize, to_user, from_user) and was
     ~75% of compile time (measured: 10k policy flows 1.8 s as objects). Here each
-    (field, value) is converted once by os-ken's OXM codec and the TLV bytes are cached,
-    since policy flows repeat the same fields and values. Actions are still os-ken
-    objects, serialized by os-ken. The bytes equal os-ken's for the same flow
-    (tests/unit/openflow check that); this is the seam for full byte templates.
+    (field, value) is converted once (`oxm.oxm_tlv`: inet_pton rather than netaddr) and
+    the TLV bytes are cached, since policy flows repeat the same fields and values.
+    Actions are os-ken objects; their serialized APPLY_ACTIONS instruction is cached by
+    value (`apply_actions_bytes`). Adds and deletes are packed alike. The bytes equal
+    os-ken's for the same flow (tests/unit/openflow/test_flow_encoding.py checks that);
+    this is the seam for full byte templates.
     """
 
     _FIXED = struct.Struct("!BBHI" + ofp.OFP_FLOW_MOD_PACK_STR0[1:])
@@ -214,50 +231,81 @@ class PackedFlowEncoder(FlowEncoder):
 
     def __init__(self, layout: PipelineLayout, cache_size: int = 65536) -> None:
         super().__init__(layout)
-        self._field_tlv = functools.lru_cache(maxsize=cache_size)(_oxm_tlv)
+        self._field_tlv = functools.lru_cache(maxsize=cache_size)(oxm_tlv)
+        self._cache_size = cache_size
+        self._instructions: dict[tuple[Any, ...], bytes] = {}
 
     def match_bytes(self, match: Mapping[str, Any]) -> bytes:
         """The OXM match (ofp_match header, TLVs sorted as os-ken does, padding)."""
-        tlvs = sorted(self._field_tlv(k, _hashable(v)) for k, v in match.items())
-        body = b"".join(tlv for _, tlv in tlvs)
+        # Stable sort on os-ken's key alone: experimenter fields share a key (the
+        # experimenter id) and keep the match's order, as in OFPMatch.
+        field_tlv = self._field_tlv
+        tlvs = [field_tlv(k, tuple(v) if isinstance(v, list) else v)
+                for k, v in match.items()]
+        tlvs.sort(key=_sort_key)
+        body = b"".join([tlv for _, tlv in tlvs])
         length = 4 + len(body)
-        return struct.pack("!HH", ofp.OFPMT_OXM, length) + body + bytes(-length % 8)
+        return _MATCH_HEADER.pack(ofp.OFPMT_OXM, length) + body + _PADDING[-length % 8]
 
-    def encode(self, flow: Flow, cookie: int, command: int = ofp.OFPFC_ADD) -> Message:
-        if command != ofp.OFPFC_ADD:
-            return super().encode(flow, cookie, command)
+    def apply_actions_bytes(self, actions: Sequence[Any]) -> bytes:
+        """The APPLY_ACTIONS instruction, cached by the actions' attribute values
+        (policy flows repeat a few conjunction actions thousands of times)."""
+        key = _actions_key(actions)
+        cached = None if key is None else self._instructions.get(key)
+        if cached is None:
+            buf = bytearray()
+            ofpp.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, list(actions)).serialize(buf, 0)
+            cached = bytes(buf)
+            if key is not None:
+                if len(self._instructions) >= self._cache_size:
+                    self._instructions.clear()
+                self._instructions[key] = cached
+        return cached
+
+    def encode(self, flow: Flow, cookie: int, command: int = ofp.OFPFC_ADD,
+               cookie_mask: int | None = None) -> Message:
         match = flow.match
         if ("ct_tp_dst" in match or "ct_tp_src" in match) and "ct_nw_proto" not in match:
             return super().encode(flow, cookie, command)  # raises with the reason
+        deleting = command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT)
+        if cookie_mask is None:
+            cookie_mask = FEATURE_MASK if deleting else 0
         buf = bytearray(self._FIXED.size)
         buf += self.match_bytes(match)
-        if flow.actions:
-            instruction = ofpp.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
-                                                     list(flow.actions))
-            instruction.serialize(buf, len(buf))
-        goto = self.goto_table_id(flow)
-        if goto is not None:
-            buf += self._GOTO.pack(ofp.OFPIT_GOTO_TABLE, self._GOTO.size, goto)
+        if not deleting:  # a delete carries no instructions
+            if flow.actions:
+                buf += self.apply_actions_bytes(flow.actions)
+            goto = self.goto_table_id(flow)
+            if goto is not None:
+                buf += self._GOTO.pack(ofp.OFPIT_GOTO_TABLE, self._GOTO.size, goto)
         self._FIXED.pack_into(
-            buf, 0, ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, len(buf), 0, cookie, 0,
+            buf, 0, ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, len(buf), 0, cookie, cookie_mask,
             self.layout.table_id(flow.table), command, flow.idle_timeout, flow.hard_timeout,
             flow.priority, ofp.OFP_NO_BUFFER, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0)
         return buf
 
 
-def _hashable(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+_sort_key = operator.itemgetter(0)
+_MATCH_HEADER = struct.Struct("!HH")
+_PADDING = tuple(bytes(n) for n in range(8))
+_PLAIN = frozenset({int, str, bytes, type(None)})
 
 
-def _oxm_tlv(name: str, user_value: Any) -> tuple[Any, bytes]:
-    """(os-ken's sort key, TLV bytes) of one match field; value bits outside the mask
-    are cleared, as os-ken's normalization does (OVS rejects them)."""
-    num, value, mask = ofp.oxm_from_user(name, user_value)
-    if mask is not None:
-        value = bytes(v & m for v, m in zip(value, mask, strict=True))
-    buf = bytearray()
-    ofp.oxm_serialize(num, value, mask, buf, 0)
-    return (num[0] if isinstance(num, tuple) else num), bytes(buf)
+def _actions_key(actions: Sequence[Any]) -> tuple[Any, ...] | None:
+    """A value key for os-ken actions whose attributes are plain ints/strings (or
+    tuples of them, e.g. masked set_field values); None when some action holds
+    anything else (nested actions, learn specs), which is then serialized each time.
+    An os-ken action serializes from its class and attributes alone. bool is left out
+    so that True and 1 (equal keys) cannot share an entry."""
+    key = []
+    for action in actions:
+        attrs = vars(action)
+        if not _PLAIN.issuperset(map(type, attrs.values())) and not all(
+                type(v) in _PLAIN or (type(v) is tuple and _PLAIN.issuperset(map(type, v)))
+                for v in attrs.values()):
+            return None
+        key.append((type(action), tuple(attrs.items())))
+    return tuple(key)
 
 
 class OFBridge:
@@ -338,11 +386,8 @@ class OFBridge:
         flows = [i for i in items if isinstance(i, Flow)]
         groups = [i for i in items if isinstance(i, Group)]
         msgs: list[Message] = []
-        for flow in flows:
-            mod = self.encoder.encode(flow, cookie, ofp.OFPFC_DELETE_STRICT)
-            if isinstance(mod, ofpp.OFPFlowMod):
-                mod.cookie_mask = mask
-            msgs.append(mod)
+        msgs.extend(self.encoder.encode(flow, cookie, ofp.OFPFC_DELETE_STRICT, mask)
+                    for flow in flows)
         # Groups after flows: OVS would otherwise delete the flows using them anyway,
         # but the order keeps the intent readable in a trace.
         msgs.extend(self.encoder.encode_group(g, ofp.OFPGC_DELETE) for g in groups)

@@ -9,8 +9,19 @@ connection speaks only OpenFlow 1.5, which the bridge's ``protocols`` column mus
 Concurrency model: one *reader thread* owns the socket's input side: it (re)connects,
 does the handshake, frames messages by their header length, answers echo requests and
 resolves waiters by xid. Sending is thread-safe (one lock around ``sendall``); callers
-block on futures with timeouts. Callbacks (`on_packet_in`, `on_reconnect`) run on one
-*event thread*, never on the reader, so a callback may itself send and wait.
+block on futures with timeouts. Callbacks run on one *event thread*, never on the
+reader, so a callback may itself send and wait.
+
+Features hook in through two seams instead of replacing each other's callbacks:
+
+* reconnect listeners (`add_reconnect_listener`): after ovs-vswitchd restarts (all flows
+  lost) they run in `ReplayOrder`: policy before feature flows before the pipeline and
+  pod forwarding flows, so no pod is reachable while its isolation is still missing. A
+  failing listener is logged and the others still run, except after a *required* one
+  (policy): then nothing later runs and the replay is retried, failing closed;
+* packet-in handlers (`add_packet_in_handler`): keyed by the feature id in the top byte
+  of the cookie of the flow that sent the packet (bridge_client's cookie layout), so a
+  feature only sees its own packet-ins. `on_packet_in` gets those no handler claimed.
 
 Errors: an OFPT_ERROR answering one of our requests raises `OFPErrorReply` in the
 waiting caller, naming the error type/code and what the request was.
@@ -30,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from os_ken.ofproto import ofproto_parser
@@ -51,6 +63,9 @@ PACKET_IN_FORMAT_NXT_PACKET_IN2 = 2
 # Every OF1.5 packet-in reason (TABLE_MISS … PACKET_OUT); OVS rejects bits above 0x3f.
 PACKET_IN_REASONS = 0x3F
 SEND_CHUNK = 1 << 20  # bytes per sendall, so echo replies are not starved by a big batch
+REPLAY_RETRY_SECONDS = 2.0  # after a required reconnect listener failed
+# bridge_client's cookie layout: the owning feature's id is the cookie's top byte.
+COOKIE_FEATURE_SHIFT = 56
 
 Message = MsgBase | bytes | bytearray
 
@@ -140,6 +155,33 @@ class BundleError(OpenFlowError):
         super().__init__(f"bundle discarded: {first}{more}")
 
 
+class ReplayOrder(IntEnum):
+    """When a reconnect listener runs relative to the others (lower first; equal values
+    in registration order). Gaps leave room for listeners in between."""
+
+    POLICY = 100  # NetworkPolicy: isolation back before anything forwards again
+    FEATURES = 200  # feature plugins' flows (Services, Egress …)
+    FORWARDING = 300  # the pipeline's table-miss flows, pod and node forwarding flows
+
+
+ReconnectListener = Callable[["OFConnection"], None]
+PacketInHandler = Callable[["PacketIn"], object]
+
+
+@dataclass(frozen=True, order=True)
+class _Listener:
+    order: int
+    seq: int
+    name: str = field(compare=False)
+    fn: ReconnectListener = field(compare=False)
+    required: bool = field(default=False, compare=False)
+
+
+def cookie_feature_id(cookie: int | None) -> int:
+    """The feature id a flow cookie carries (0: none of ours)."""
+    return (cookie or 0) >> COOKIE_FEATURE_SHIFT
+
+
 @dataclass(frozen=True)
 class PacketIn:
     """A packet sent to the controller (NXT_PACKET_IN2)."""
@@ -226,7 +268,8 @@ class OFConnection:
         retry_interval: float = 0.2,
     ) -> None:
         self.mgmt_path = mgmt_path
-        self.on_reconnect = on_reconnect
+        # Packet-ins whose feature has no handler (tests, tools); features register
+        # through add_packet_in_handler.
         self.on_packet_in = on_packet_in
         self.timeout = timeout
         self.retry_interval = retry_interval
@@ -244,14 +287,112 @@ class OFConnection:
         self._reader: threading.Thread | None = None
         self._event_thread: threading.Thread | None = None
         self._last_error: BaseException | None = None
+        self._listeners_lock = threading.Lock()
+        self._listeners: list[_Listener] = []
+        self._listener_seq = itertools.count()
+        self._pin_handlers: dict[int, list[PacketInHandler]] = {}
+        self.replay_retry_seconds = REPLAY_RETRY_SECONDS
+        if on_reconnect is not None:
+            self.add_reconnect_listener(on_reconnect, order=ReplayOrder.FORWARDING,
+                                        name="on_reconnect")
+
+    # -- feature seams ----------------------------------------------------------------
+
+    def add_reconnect_listener(self, fn: ReconnectListener, *,
+                               order: int = ReplayOrder.FEATURES, name: str = "",
+                               required: bool = False) -> Callable[[], None]:
+        """Call `fn(conn)` on the event thread after each reconnection (not the first
+        connection), in `order` among the listeners. If a `required` listener raises,
+        the listeners after it are skipped (what they install must not work without
+        it) and the whole replay is retried. Returns a function removing it."""
+        listener = _Listener(int(order), next(self._listener_seq),
+                             name or getattr(fn, "__qualname__", repr(fn)), fn, required)
+        with self._listeners_lock:
+            self._listeners.append(listener)
+            self._listeners.sort()
+
+        def remove() -> None:
+            with self._listeners_lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+        return remove
+
+    def add_packet_in_handler(self, feature_id: int, fn: PacketInHandler
+                              ) -> Callable[[], None]:
+        """Call `fn(packet_in)` on the event thread for each packet-in sent by a flow
+        whose cookie carries `feature_id`. Returns a function removing it."""
+        if not 0 < feature_id <= 0xFF:
+            raise ValueError(f"feature id {feature_id} is not 1..255")
+        with self._listeners_lock:
+            self._pin_handlers.setdefault(feature_id, []).append(fn)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                handlers = self._pin_handlers.get(feature_id, [])
+                if fn in handlers:
+                    handlers.remove(fn)
+        return remove
+
+    def run_reconnect_listeners(self, generation: int | None = None) -> None:
+        """Run the reconnect listeners in order, as a reconnection does (for connection
+        `generation`; None: the current one). Stops early if a newer connection exists."""
+        if generation is None:
+            generation = self.generation
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            if generation != self.generation:
+                # Lost again meanwhile: the newer connection's replay is queued behind us
+                # and runs every listener from the start.
+                log.warning("replay superseded path=%s generation=%d", self.mgmt_path,
+                            generation)
+                return
+            try:
+                listener.fn(self)
+            except Exception:
+                log.exception("reconnect listener failed path=%s listener=%s",
+                              self.mgmt_path, listener.name)
+                if listener.required:
+                    log.error("replay stopped before the listeners after %s; retrying in "
+                              "%.1fs path=%s", listener.name, self.replay_retry_seconds,
+                              self.mgmt_path)
+                    self._retry_replay(generation)
+                    return
+
+    def _retry_replay(self, generation: int) -> None:
+        def requeue() -> None:
+            if not self._closed.is_set() and generation == self.generation:
+                self._events.put(lambda: self.run_reconnect_listeners(generation))
+
+        timer = threading.Timer(self.replay_retry_seconds, requeue)
+        timer.daemon = True
+        timer.start()
+
+    def _deliver(self, packet: PacketIn) -> None:
+        feature_id = cookie_feature_id(packet.cookie)
+        with self._listeners_lock:
+            handlers = list(self._pin_handlers.get(feature_id, ()))
+        if not handlers:
+            fallback = self.on_packet_in
+            if fallback is None:
+                log.debug("packet-in without a handler path=%s feature=%d", self.mgmt_path,
+                          feature_id)
+                return
+            handlers = [fallback]
+        for handler in handlers:
+            try:
+                handler(packet)
+            except Exception:
+                log.exception("packet-in handler failed path=%s feature=%d", self.mgmt_path,
+                              feature_id)
 
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self, timeout: float | None = None) -> None:
         """Start the threads and wait until the first connection is established.
 
-        `on_reconnect` is not called for this first connection (the caller installs its
-        flows after start returns), only for later ones.
+        Reconnect listeners are not called for this first connection (the caller
+        installs its flows after start returns), only for later ones.
         """
         if self._reader is not None:
             raise OpenFlowError("connection already started")
@@ -490,9 +631,8 @@ class OFConnection:
                 generation = self.generation
                 self._connected.notify_all()
             log.info("OpenFlow connected path=%s generation=%d", self.mgmt_path, generation)
-            if generation > 1 and self.on_reconnect is not None:
-                callback = self.on_reconnect
-                self._events.put(lambda cb=callback: cb(self))  # type: ignore[misc]
+            if generation > 1:
+                self._events.put(lambda g=generation: self.run_reconnect_listeners(g))  # type: ignore[misc]
             try:
                 self._read_loop(sock, leftover)
             except OSError as exc:
@@ -618,9 +758,6 @@ class OFConnection:
                         msg.xid, type_name, code_name)
 
     def _on_packet_in(self, msg: Any) -> None:
-        callback = self.on_packet_in
-        if callback is None:
-            return
         if isinstance(msg, ofpp.NXTPacketIn2):
             packet = PacketIn(
                 data=bytes(msg.data or b""), table_id=msg.table_id, cookie=msg.cookie,
@@ -632,7 +769,7 @@ class OFConnection:
                 reason=msg.reason, userdata=None,
                 fields=oskenfix.split_packet_registers(dict(msg.match.items())),
                 total_len=msg.total_len)
-        self._events.put(lambda: callback(packet))
+        self._events.put(lambda: self._deliver(packet))
 
     def _disconnected(self, sock: socket.socket) -> None:
         with self._connected:

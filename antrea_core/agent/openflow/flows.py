@@ -32,8 +32,18 @@ class Bucket:
     weight: int = 100
 
 
+# Fields a select group hashes to keep one connection on one bucket and spread
+# different connections, UDP ones included (OVS's default dp_hash ignores UDP ports).
+FIVE_TUPLE = ("eth_type", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "ip_proto",
+              "tcp_src", "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst")
+
+
 @dataclass(frozen=True)
 class Group:
     group_id: int
     type: str  # "all", "select", "indirect", "fast_failover"
     buckets: tuple[Bucket, ...]
+    # Select groups only: how OVS picks the bucket ("hash" over `selection_fields`, OXM
+    # names, skipping those the packet lacks; "dp_hash"); None: OVS's default (dp_hash).
+    selection_method: str | None = None
+    selection_fields: tuple[str, ...] = ()

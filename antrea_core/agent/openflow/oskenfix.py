@@ -8,6 +8,7 @@ that talks OpenFlow through our connection gets the fixed codec.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from os_ken.lib import type_desc
 from os_ken.ofproto import nicira_ext, oxm_fields
@@ -29,6 +30,21 @@ CT_TUPLE_FIELDS = (
     oxm_fields.NiciraExtended1("ct_tp_src", 124, type_desc.Int2),
     oxm_fields.NiciraExtended1("ct_tp_dst", 125, type_desc.Int2),
 )
+
+# OVS nx-match.h NX_NAT_F_* flags of the ct(nat) action (os-ken 4.2.2 lacks them).
+NX_NAT_F_SRC = 1 << 0
+NX_NAT_F_DST = 1 << 1
+NX_NAT_F_PERSISTENT = 1 << 2
+NX_NAT_F_PROTO_HASH = 1 << 3
+NX_NAT_F_PROTO_RANDOM = 1 << 4
+
+# Netronome's group property selecting how a select group picks its bucket (OVS
+# ofp-group.c, ntr_group_prop_selection_method; ovs-ofctl(8) "selection_method").
+NTR_VENDOR_ID = 0x0000154D
+NTRT_SELECTION_METHOD = 1
+NTR_MAX_SELECTION_METHOD_LEN = 16
+SELECTION_METHODS = ("hash", "dp_hash")
+_NTR_SELECTION_HEAD = struct.Struct("!HHIII16sQ")  # 40 bytes, then OXM headers
 
 _applied = False
 
@@ -73,12 +89,27 @@ def _parse_copy_field(cls: type, buf: bytes, offset: int) -> parser.OFPActionCop
     return action
 
 
+_original_nx_serialize = parser.NXAction.serialize
+
+
+def _serialize_nx_action(self: parser.NXAction, buf: bytearray, offset: int) -> None:
+    """os-ken declares an NX action's length rounded up to 8 bytes but appends its body
+    unpadded: NXActionNAT with a port range writes 28 bytes and declares 32, so any
+    action after it (inside ct()) starts 4 bytes early and OVS refuses the flow with
+    OFPBAC_BAD_LEN. Pad the body to the declared length."""
+    _original_nx_serialize(self, buf, offset)
+    end = offset + self.len
+    if len(buf) < end:
+        buf += bytes(end - len(buf))
+
+
 def apply() -> None:
     """Apply all fixes (safe to call more than once)."""
     global _applied
     if _applied:
         return
     _add_oxm_fields()
+    parser.NXAction.serialize = _serialize_nx_action
     parser.NXTPacketIn2._parse_property = _parse_packet_in2_property
     parser.OFPActionCopyField.parser = classmethod(_parse_copy_field)  # type: ignore[assignment]
     _applied = True
@@ -91,6 +122,43 @@ def group_weight(weight: int) -> parser.OFPGroupBucketPropWeight:
     then fails to serialize; always build it through here.
     """
     return parser.OFPGroupBucketPropWeight(type_=ofp.OFPGBPT_WEIGHT, weight=weight)
+
+
+class GroupPropSelectionMethod:
+    """The NTR selection-method group property (os-ken has no class for it).
+
+    ``hash`` hashes the listed fields (OXM names: ``ipv4_src``, ``udp_dst`` …; a field
+    whose prerequisites the packet lacks is skipped, so TCP and UDP ports can share one
+    list) and picks the bucket from that; ``dp_hash`` (OVS's default for select groups)
+    lets the datapath hash, which leaves UDP ports out. Only for select groups, only in
+    add/modify group mods."""
+
+    def __init__(self, method: str, fields: Sequence[str] = (), param: int = 0) -> None:
+        if method not in SELECTION_METHODS:
+            raise ValueError(f"selection method {method!r} is not one of {SELECTION_METHODS}")
+        if fields and method != "hash":
+            raise ValueError(f"selection method {method} takes no fields")
+        self.method = method
+        self.fields = tuple(fields)
+        self.param = param
+
+    def serialize(self) -> bytes:
+        # Each field is a whole OXM entry whose value is the mask of the bits to hash
+        # (OVS oxm_put_field_array): all ones here.
+        entries = bytearray()
+        for name in self.fields:
+            try:
+                header = ofp.oxm_from_user_header(name)
+            except KeyError:
+                raise ValueError(f"unknown OXM field {name!r} in selection fields") from None
+            size = ofp._oxm_field_desc(header).type.size
+            ofp.oxm_serialize_header(header, entries, len(entries))
+            entries += b"\xff" * size
+        length = _NTR_SELECTION_HEAD.size + len(entries)
+        head = _NTR_SELECTION_HEAD.pack(
+            ofp.OFPGPT_EXPERIMENTER, length, NTR_VENDOR_ID, NTRT_SELECTION_METHOD, 0,
+            self.method.encode(), self.param)
+        return head + bytes(entries) + bytes(-length % 8)
 
 
 apply()

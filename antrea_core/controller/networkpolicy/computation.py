@@ -41,9 +41,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from antrea_core.apis.controlplane import (
+    ANY_ADDRESS,
     AddressGroup,
     AppliedToGroup,
     ControlPlaneStore,
+    Direction,
     NetworkPolicy,
     NetworkPolicyPeer,
     NetworkPolicyRule,
@@ -52,6 +54,7 @@ from antrea_core.apis.controlplane import (
 )
 from antrea_core.controller.grouping.index import Group, GroupIndex
 from antrea_core.controller.grouping.pods import pod_member
+from antrea_core.controller.grouping.selectors import MATCH_ALL
 from antrea_core.controller.networkpolicy.spec import PolicyError, parse_network_policy
 
 logger = logging.getLogger("antrea.controller.networkpolicy")
@@ -269,12 +272,21 @@ class NetworkPolicyController:
         rules = []
         for rule in spec.rules:
             names: dict[str, None] = {}
-            for pod_sel, ns_sel in rule.peers:
+            blocks = rule.ip_blocks
+            peers = rule.peers
+            if (rule.any_peer and rule.direction is Direction.OUT
+                    and any(isinstance(s.port, str) for s in rule.services)):
+                # An egress named port resolves on the destination pod, so "to anyone"
+                # needs every pod as a peer (as Antrea does); the ipBlocks covering
+                # every address keep numeric ports open to any destination.
+                peers = ((MATCH_ALL, MATCH_ALL),)
+                blocks = ANY_ADDRESS
+            for pod_sel, ns_sel in peers:
                 group = index.acquire(ns, pod_sel, ns_sel)
                 ags[group] = None
                 names[group.name] = None
             rules.append(NetworkPolicyRule(rule.direction,
-                                           NetworkPolicyPeer(tuple(names), rule.ip_blocks),
+                                           NetworkPolicyPeer(tuple(names), blocks),
                                            rule.services, rule.priority))
         obj = NetworkPolicy(spec.uid, PolicyReference("K8sNetworkPolicy", ns, spec.name, spec.uid),
                             tuple(rules), (atg.name,), spec.policy_types, spec.generation)

@@ -5,20 +5,22 @@ installs the Service-independent flows and starts one background thread that lis
 watches Services and EndpointSlices (`watcher`), keeps the model (`model`) and
 re-syncs the bridge (`proxier`) whenever either changes, coalescing bursts of events.
 
-Two couplings with the core go through the bridge's OpenFlow connection (the agent
-offers no hook for them yet): packet-ins carrying our reject marker are answered here
-(other packet-ins go to whoever handled them before), and after ovs-vswitchd reconnects
-our flows are replayed right after the core's.
+Two couplings with the core go through the seams of the bridge's OpenFlow connection:
+packet-ins sent by our flows (our feature id in the cookie: the reject action) come to
+`Proxier.handle_packet_in`, and after ovs-vswitchd reconnects our flows are replayed
+among the feature flows (`ReplayOrder.FEATURES`: after policy, before pod forwarding).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
 
+from antrea_core.agent.openflow.connection import ReplayOrder
 from antrea_core.agent.openflow.podnetwork import gateway_ips
 from antrea_core.plugins.hookspecs import hookimpl
 from antrea_proxy import serviceflows
@@ -46,6 +48,7 @@ class Plugin:
         self.proxier: Proxier | None = None
         self.node_ports: HostNodePorts | None = None
         self._thread: threading.Thread | None = None
+        self._detach: list[Callable[[], None]] = []
 
     @hookimpl
     def antrea_pipeline_tables(self) -> list[Any]:
@@ -69,8 +72,8 @@ class Plugin:
                                          gateway_ip=gateway_ip if cfg.proxy_all else "",
                                          learn_cookie=bridge.cookie(FEATURE)),
             conntrack=appctl_runner(context.config.ovs_run_dir))
+        self._attach(bridge, self.proxier)
         self.proxier.install_initial()
-        self._chain_connection_callbacks(bridge.conn, self.proxier)
         self.catalog = ServiceCatalog(
             local_node=context.node_name, service_proxy_name=cfg.service_proxy_name,
             skip_services=frozenset(cfg.skip_services),
@@ -95,25 +98,19 @@ class Plugin:
     def antrea_agent_stopping(self, context: Any) -> None:
         self._stop.set()
         self._dirty.set()
+        for detach in self._detach:
+            detach()
+        self._detach.clear()
 
     # -- internals ------------------------------------------------------------------------
 
-    @staticmethod
-    def _chain_connection_callbacks(conn: Any, proxier: Proxier) -> None:
-        previous_pin = conn.on_packet_in
-        previous_reconnect = conn.on_reconnect
-
-        def on_packet_in(pin: Any) -> None:
-            if not proxier.handle_packet_in(pin) and previous_pin is not None:
-                previous_pin(pin)
-
-        def on_reconnect(c: Any) -> None:
-            if previous_reconnect is not None:
-                previous_reconnect(c)
-            proxier.replay()
-
-        conn.on_packet_in = on_packet_in
-        conn.on_reconnect = on_reconnect
+    def _attach(self, bridge: Any, proxier: Proxier) -> None:
+        conn = bridge.conn
+        self._detach += [
+            conn.add_packet_in_handler(bridge.feature_id(FEATURE), proxier.handle_packet_in),
+            conn.add_reconnect_listener(lambda _conn: proxier.replay(),
+                                        order=ReplayOrder.FEATURES, name=FEATURE),
+        ]
 
     def _event(self, setter: Any) -> Any:
         def handle(key: str, obj: JSON | None) -> None:

@@ -19,8 +19,10 @@ Tables (PreRouting unless said otherwise), in packet order::
     SNAT (PostRouting)     hairpin connections: ct(commit, nat(src=virtual IP));
                            connections from the host (proxyAll): nat(src=gateway IP)
 
-Select groups pick the endpoint (equal weights; OVS's dp_hash: the 5-tuple for TCP,
-addresses only for UDP). A bucket
+Select groups pick the endpoint (equal weights) by a hash of the 5-tuple computed in
+the datapath: an explicit NTR selection method "dp_hash" becomes ``hash(l4(0))``, which
+covers UDP ports, where OVS's default (``hash(sym_l4(0))``) leaves them out; method
+"hash" with fields would cost an upcall per new connection (docs/proxy.md). A bucket
 cannot change registers for later actions of the flow that called the group (OVS
 runs buckets on a copy), so each bucket loads reg3/reg4 and resubmits to EndpointDNAT
 itself. Learned flows cannot `goto`, so SessionAffinity is only reached by resubmit
@@ -44,6 +46,7 @@ from os_ken.ofproto import ofproto_v1_5_parser as ofpp
 
 from antrea_core.agent.openflow import registers as core
 from antrea_core.agent.openflow.flows import Bucket, Flow, Group
+from antrea_core.agent.openflow.oskenfix import NX_NAT_F_DST, NX_NAT_F_SRC
 from antrea_core.agent.openflow.pipeline import PipelineLayout, Stage, TableSpec
 from antrea_proxy import registers as regs
 from antrea_proxy.model import Endpoint, ServicePort
@@ -66,9 +69,6 @@ IP_PROTO = {"TCP": inet.IPPROTO_TCP, "UDP": inet.IPPROTO_UDP, "SCTP": inet.IPPRO
 L4_DST = {"TCP": "tcp_dst", "UDP": "udp_dst", "SCTP": "sctp_dst"}
 LEARN_L4_DST = {"TCP": "tcp_dst_nxm", "UDP": "udp_dst_nxm", "SCTP": "sctp_dst"}
 REJECT_USERDATA = b"antrea-proxy:reject"
-# OVS nx-match.h NX_NAT_F_* (os-ken 4.2.2 lacks them).
-NX_NAT_F_SRC = 1 << 0
-NX_NAT_F_DST = 1 << 1
 OFPP10_IN_PORT = 0xFFF8
 EP_STATE_MASK = regs.EP_PORT.mask | regs.EP_STATE.mask
 
@@ -106,17 +106,6 @@ def frontends(sp: ServicePort, cfg: ProxyFlowConfig) -> list[Frontend]:
 
 
 # -- action helpers -----------------------------------------------------------------------
-
-class _NAT(ofpp.NXActionNAT):
-    """os-ken 4.2.2 writes a NAT action with a port range as 28 bytes but declares 32:
-    any action after it inside ct() is misaligned (OVS: OFPBAC_BAD_LEN). Pad it."""
-
-    def serialize(self, buf: bytearray, offset: int) -> None:
-        super().serialize(buf, offset)
-        end = offset + self.len
-        if len(buf) < end:
-            buf += bytes(end - len(buf))
-
 
 def _ct(zone: int, table: int, *, commit: bool = False, nat: Any = None,
         exec_: Sequence[Any] = ()) -> Any:
@@ -209,19 +198,20 @@ def _gateway_snat_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None,
              {"eth_type": ether.ETH_TYPE_IP, "ipv4_dst": gw,
               "ct_state": core.ct_state(0, core.CT_TRK)},
              actions=(_ct(regs.SNAT_ZONE, layout.table_id("ConntrackZone"),
-                          nat=_NAT(flags=0)),)),
+                          nat=ofpp.NXActionNAT(flags=0)),)),
         Flow("SNAT", PRIORITY_NORMAL,
              {"eth_type": ether.ETH_TYPE_IP,
               "ct_state": core.ct_state(core.CT_NEW | core.CT_TRK),
               **core.match_marks(regs.NEEDS_SNAT)},
              actions=(_ct(regs.SNAT_ZONE, snat_next, commit=True,
-                          nat=_NAT(flags=NX_NAT_F_SRC, range_ipv4_min=gw, range_ipv4_max=gw),
+                          nat=ofpp.NXActionNAT(flags=NX_NAT_F_SRC, range_ipv4_min=gw,
+                                               range_ipv4_max=gw),
                           exec_=[established]),)),
         Flow("SNAT", PRIORITY_NORMAL,
              {"eth_type": ether.ETH_TYPE_IP,
               "ct_state": core.ct_state(core.CT_TRK, core.CT_NEW | core.CT_RPL),
               **core.match_marks(regs.NEEDS_SNAT)},
-             actions=(_ct(regs.SNAT_ZONE, snat_next, nat=_NAT(flags=0)),)),
+             actions=(_ct(regs.SNAT_ZONE, snat_next, nat=ofpp.NXActionNAT(flags=0)),)),
     ]
 
 
@@ -251,13 +241,13 @@ def _static_flows(layout: PipelineLayout, snat_next: int) -> list[Flow | Group]:
              {"eth_type": ether.ETH_TYPE_IP,
               "ct_state": core.ct_state(core.CT_TRK, core.CT_NEW | core.CT_RPL),
               **core.match_marks(regs.HAIRPIN)},
-             actions=(_ct(regs.SNAT_ZONE, snat_next, nat=_NAT(flags=0)),)),
+             actions=(_ct(regs.SNAT_ZONE, snat_next, nat=ofpp.NXActionNAT(flags=0)),)),
         Flow("SNAT", PRIORITY_NORMAL,
              {"eth_type": ether.ETH_TYPE_IP,
               "ct_state": core.ct_state(core.CT_NEW | core.CT_TRK),
               **core.match_marks(regs.HAIRPIN)},
              actions=(_ct(regs.SNAT_ZONE, snat_next, commit=True,
-                          nat=_NAT(flags=NX_NAT_F_SRC,
+                          nat=ofpp.NXActionNAT(flags=NX_NAT_F_SRC,
                                                range_ipv4_min=regs.HAIRPIN_VIRTUAL_IP,
                                                range_ipv4_max=regs.HAIRPIN_VIRTUAL_IP),
                           exec_=[ofpp.OFPActionSetField(ct_mark=(
@@ -271,7 +261,7 @@ def endpoint_dnat_flows(protocol: str, ep: Endpoint, layout: PipelineLayout) -> 
     next_id = layout.table_id(after_service_tables(layout))
     match = {**_ip_proto_match(protocol), "reg3": _ip_int(ep.ip),
              "reg4": ((1 << regs.EP_STATE.start) | ep.port, EP_STATE_MASK)}
-    nat = _NAT(flags=NX_NAT_F_DST, range_ipv4_min=ep.ip,
+    nat = ofpp.NXActionNAT(flags=NX_NAT_F_DST, range_ipv4_min=ep.ip,
                            range_ipv4_max=ep.ip, range_proto_min=ep.port,
                            range_proto_max=ep.port)
     source = ofpp.OFPActionCopyField(
@@ -303,7 +293,10 @@ def group_for(gid: int, sp: ServicePort, endpoints: Iterable[Endpoint],
         (regs.EP_SELECTED, "EndpointDNAT")
     buckets = [Bucket((*_select_endpoint(ep, state.value), _resubmit(layout, then)),
                       weight=100) for ep in endpoints]
-    return Group(gid, "select", tuple(buckets))
+    # Explicit dp_hash: the datapath hashes the 5-tuple incl. UDP ports (the default
+    # leaves them out and put all of one client's UDP flows on one endpoint), and new
+    # connections stay in the fast path (method "hash" upcalls for every one).
+    return Group(gid, "select", tuple(buckets), selection_method="dp_hash")
 
 
 def reject_actions() -> tuple[Any, ...]:
@@ -341,6 +334,16 @@ def service_port_flows(sp: ServicePort, cfg: ProxyFlowConfig, layout: PipelineLa
             flows.append(Flow("EndpointDNAT", PRIORITY_LOW,
                               {**match, **core.match_marks(regs.EP_UNSELECTED)},
                               actions=(ofpp.OFPActionGroup(gid),)))
+        elif len(endpoints) == 1:
+            # Nothing to choose: load the endpoint here. A select group costs every new
+            # connection either a datapath pass (dp_hash: hash, recirculate) or, with
+            # selection_method=hash, an upcall and a datapath flow of its own (the
+            # hashed 5-tuple becomes exact-match). The group stays installed, so a
+            # second endpoint only swaps this flow's actions.
+            flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
+                              actions=(*marks, *_select_endpoint(endpoints[0],
+                                                                 regs.EP_SELECTED.value)),
+                              goto="EndpointDNAT"))
         else:
             flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
                               actions=(*marks, ofpp.OFPActionGroup(gid))))
@@ -394,4 +397,5 @@ def flow_signature(flow: Flow) -> str:
 
 
 def group_signature(group: Group) -> str:
-    return repr([(b.weight, repr(b.actions)) for b in group.buckets]) + group.type
+    return (repr([(b.weight, repr(b.actions)) for b in group.buckets]) + group.type
+            + f"|{group.selection_method}|{group.selection_fields}")

@@ -137,7 +137,7 @@ class Node:
         of.install(initial_flows(cfg, LAYOUT), FEATURE)
         self.proxier = Proxier(of, LAYOUT, serviceflows.ProxyFlowConfig(
             learn_cookie=of.cookie(PROXY)), conntrack=appctl_runner(str(self.ovs.run_dir)))
-        self.conn.on_packet_in = self.proxier.handle_packet_in
+        self.conn.add_packet_in_handler(of.feature_id(PROXY), self.proxier.handle_packet_in)
         self.proxier.install_initial()
         for i, name in enumerate(("p1", "p2", "p3", "p4"), start=2):
             pod_ns = self.make_netns(name)
@@ -212,15 +212,22 @@ def sync(node: Node, *ports: ServicePort) -> None:
     node.proxier.sync(ports)
 
 
-def test_cluster_ip_balances_tcp_and_udp_over_its_endpoints(node: Node):
+def test_cluster_ip_balances_tcp_and_udp_flows_of_one_client_over_endpoints(
+        node: Node):
     sync(node, service(node, "p2", "p3"), service(node, "p2", "p3", protocol="UDP"))
     p2, p3 = node.pods["p2"].ips[0], node.pods["p3"].ips[0]
     tcp = node.request("p1", "tcp", CLUSTER_IP, count=30)
     assert set(tcp) == {p2, p3}, tcp
-    # OVS's dp_hash leaves UDP ports out of its hash (fragments carry none), so one
-    # client's UDP flows all pick the same endpoint: every request must still be served.
-    udp = node.request("p1", "udp", CLUSTER_IP, count=10)
-    assert len(set(udp)) == 1 and set(udp) <= {p2, p3}, udp
+    # One client's UDP flows (one source port each) spread over the endpoints: the
+    # select groups hash the 5-tuple in the datapath (OVS's default hash would leave UDP
+    # ports out and send them all to one endpoint).
+    udp = node.request("p1", "udp", CLUSTER_IP, count=20)
+    assert set(udp) == {p2, p3}, udp
+    # ... while one UDP flow (same source port) keeps its endpoint.
+    assert len(set(node.request("p1", "udp", CLUSTER_IP, count=5, sport=41999))) == 1
+    assert node.ovs is not None
+    groups = node.ovs.ofctl("-O", "OpenFlow15", "dump-groups", "br-int").stdout
+    assert "selection_method=dp_hash" in groups, groups
 
 
 def test_service_without_endpoints_rejects_tcp_and_udp(node: Node):
@@ -269,3 +276,23 @@ def test_removed_service_leaves_no_service_flows(node: Node):
     assert CLUSTER_IP not in flows
     groups = node.ovs.ofctl("-O", "OpenFlow15", "dump-groups", "br-int").stdout
     assert "group_id" not in groups
+
+
+def _upcalls(node: Node) -> int:
+    assert node.ovs is not None
+    out = node.ovs.appctl("dpif-netdev/pmd-stats-show").stdout
+    return sum(int(line.split(":")[1].split()[0]) for line in out.splitlines()
+               if line.strip().startswith("miss with"))
+
+
+def test_new_connections_to_a_one_endpoint_service_reuse_datapath_flows(node: Node):
+    """Performance guard: a one-endpoint port loads its endpoint without the select
+    group, so new connections reuse the datapath's flows; through a 5-tuple
+    `selection_method=hash` group each one costs an upcall (dp_hash: one per hash value)."""
+    assert node.ovs is not None
+    sync(node, service(node, "p2"))
+    p2 = node.pods["p2"].ips[0]
+    assert node.request("p1", "tcp", CLUSTER_IP, count=3) == [p2] * 3  # flows installed
+    node.ovs.appctl("dpif-netdev/pmd-stats-clear")
+    assert node.request("p1", "tcp", CLUSTER_IP, count=30) == [p2] * 30
+    assert _upcalls(node) < 10

@@ -8,6 +8,7 @@ import pytest
 from netpol_objects import RecordingStore, labels, namespace, pod, policy
 
 from antrea_core.apis.controlplane import (
+    ANY_ADDRESS,
     Direction,
     IPBlock,
     L4Protocol,
@@ -102,6 +103,35 @@ def test_empty_from_allows_any_peer(cluster: NetworkPolicyController,
     (rule,) = store.policy("open")[0].rules
     assert rule.peer.address_groups == () and rule.peer.ip_blocks == ()
     assert rule.services == (Service(L4Protocol.TCP, 80),)
+
+
+def test_egress_named_port_to_anyone_gets_every_pod_as_peer(cluster: NetworkPolicyController,
+                                                           store: RecordingStore) -> None:
+    # The named port resolves on the destination pod, so every pod must be a peer; the
+    # ipBlocks keep the numeric port open to any address, in or outside the cluster.
+    cluster.add_network_policy(policy("prod", "eg", labels(app="web"), policy_types=["Egress"],
+                                      egress=[{"ports": [{"port": "dns", "protocol": "UDP"},
+                                                         {"port": 443}]}]))
+    (rule,) = store.policy("eg")[0].rules
+    assert rule.peer.ip_blocks == ANY_ADDRESS
+    assert store.peer_pods("eg") == {"prod/web1", "prod/web2", "prod/db1", "dev/web1",
+                                     "dev/db1"}
+    ag_name = rule.peer.address_groups[0]
+    assert store.ag(ag_name)[1] == {"n1", "n2"}  # the span of the web pods
+    cluster.add_namespace(namespace("new"))  # a namespace and pod added later
+    cluster.add_pod(pod("new", "x", "10.2.0.1", "n3"))
+    assert "new/x" in store.peer_pods("eg")
+
+
+def test_numeric_or_ingress_ports_to_anyone_stay_any_peer(cluster: NetworkPolicyController,
+                                                         store: RecordingStore) -> None:
+    cluster.add_network_policy(policy("prod", "p", labels(app="web"),
+                                      policy_types=["Ingress", "Egress"],
+                                      ingress=[{"ports": [{"port": "http"}]}],
+                                      egress=[{"ports": [{"port": 443}]}]))
+    for rule in store.policy("p")[0].rules:
+        assert rule.peer.address_groups == () and rule.peer.ip_blocks == ()
+    assert store.of_kind(AG) == {}
 
 
 def test_default_deny_all_directions(cluster: NetworkPolicyController,

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 from np_fakes import NODE, Pod, RecordingBridge, ag, atg, member, policy, rule
 
-from antrea_core.agent.networkpolicy.controller import NetworkPolicyController
+from antrea_core.agent.networkpolicy.controller import (
+    ConjIDAllocator,
+    NetworkPolicyController,
+    PolicyReplayError,
+)
 from antrea_core.agent.networkpolicy.rulecache import RuleCache
+from antrea_core.agent.openflow.connection import OFConnection
 from antrea_core.apis.controlplane import (
     Direction,
     EventType,
@@ -195,24 +200,38 @@ def test_replay_runs_before_the_pod_flows_replay():
     two_policies(ctl)
     order: list[str] = []
 
-    class Conn:
-        on_reconnect = staticmethod(lambda c: order.append("pods"))
-
-    conn = Conn()
+    # The datapath registers its pod-flow replay first, at start-up.
+    conn = OFConnection("/nonexistent.mgmt",
+                        on_reconnect=lambda c: order.append("pods"))
     ctl.replay = lambda: order.append("policy")  # type: ignore[method-assign]
-    ctl.attach_replay(conn)
-    conn.on_reconnect(conn)
+    detach = ctl.attach_replay(conn)
+    conn.run_reconnect_listeners()
     assert order == ["policy", "pods"]
+    detach()
+    conn.run_reconnect_listeners()
+    assert order == ["policy", "pods", "pods"]
 
 
-def test_conjunction_ids_are_reused_after_rules_go():
+def test_conjunction_ids_are_reused_only_after_a_quarantine():
+    now = [0.0]
     ctl, _ = setup(WEB0)
+    ctl.conj_ids = ConjIDAllocator(reuse_delay=30.0, clock=lambda: now[0])
     two_policies(ctl)
     used = set(ctl.conj_ids._ids.values())
-    ctl.apply(WatchEvent(EventType.DELETED, ObjectKind.NETWORK_POLICY, "p1"))
-    ctl.apply(WatchEvent(EventType.ADDED, ObjectKind.NETWORK_POLICY, "p3",
-                         obj=policy("p3", ("web",), rule(groups=("a",), priority=5))))
-    assert set(ctl.conj_ids._ids.values()) == used
+
+    def replace_p1_by(name: str) -> int:
+        ctl.apply(WatchEvent(EventType.DELETED, ObjectKind.NETWORK_POLICY,
+                             "p1" if name == "p3" else "p3"))
+        ctl.apply(WatchEvent(EventType.ADDED, ObjectKind.NETWORK_POLICY, name,
+                             obj=policy(name, ("web",), rule(groups=("a",), priority=5))))
+        return ctl.conj_ids.get(next(k for k in ctl._units[(name, ctl.cache.policies[
+            name].rules[0])]))
+
+    # Deleted and replaced at once: the new rule gets an id never used before.
+    assert replace_p1_by("p3") not in used
+    now[0] = 31.0
+    # Half a minute later, freed ids come back (oldest first).
+    assert replace_p1_by("p4") in used
 
 
 def test_replay_installs_a_snapshot_whose_first_install_failed():
@@ -223,6 +242,24 @@ def test_replay_installs_a_snapshot_whose_first_install_failed():
     bridge.fail = False
     ctl.replay()  # the reconnect
     assert sources(bridge) == {"10.20.0.1", "10.20.0.2"}
+
+
+def test_a_failed_replay_raises_so_pod_flows_are_held_back():
+    ctl, bridge = setup(WEB0)
+    two_policies(ctl)
+    order: list[str] = []
+    conn = OFConnection("/nonexistent.mgmt",
+                        on_reconnect=lambda c: order.append("pods"))
+    conn.replay_retry_seconds = 60  # the retry itself is the connection's business
+    ctl.attach_replay(conn)
+    bridge.fail = True
+    with pytest.raises(PolicyReplayError):
+        ctl.replay()
+    conn.run_reconnect_listeners()
+    assert order == []
+    bridge.fail = False
+    conn.run_reconnect_listeners()
+    assert order == ["pods"] and sources(bridge) == {"10.20.0.1", "10.20.0.2"}
 
 
 def test_replay_without_any_snapshot_installs_nothing():

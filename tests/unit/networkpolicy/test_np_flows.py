@@ -19,6 +19,7 @@ from antrea_core.agent.openflow.core_tables import core_tables
 from antrea_core.agent.openflow.flows import Flow
 from antrea_core.agent.openflow.pipeline import PipelineLayout
 from antrea_core.apis.controlplane import (
+    ANY_ADDRESS,
     Direction,
     IPBlock,
     L4Protocol,
@@ -195,6 +196,31 @@ def test_egress_named_port_resolves_on_the_peer_pods():
     ids = {f.match["tcp_dst"]: conj_actions(f)[0][0] for f in flows if "tcp_dst" in f.match}
     dsts = {f.match["ipv4_dst"]: conj_actions(f)[0][0] for f in flows if "ipv4_dst" in f.match}
     assert dsts == {"10.20.0.5": ids[5432], "10.20.0.6": ids[6432]}  # db-2: no "pg"
+
+
+def test_egress_named_port_to_anyone_resolves_on_every_pod_and_keeps_numeric_ports_open():
+    # What the controller sends for `egress: [{ports: [pg, 53/UDP]}]` (no `to`): an
+    # all-pods AddressGroup plus ipBlocks covering every address.
+    servers = [member("db-0", "10.20.0.5", node="node-b", ports=(NamedPort("pg", 5432),)),
+               member("db-1", "10.20.0.6", node="node-b", ports=(NamedPort("pg", 6432),)),
+               member("web-0", "10.10.0.10")]
+    ctl, bridge = controller_with(PODS[0])
+    ctl.replace_all(
+        [policy("p", ("web",), rule(Direction.OUT, groups=("all",), blocks=ANY_ADDRESS,
+                                    services=(Service(L4Protocol.TCP, "pg"),
+                                              Service(L4Protocol.UDP, 53))),
+                types=(PolicyType.EGRESS,))],
+        [atg("web", member("web-0", "10.10.0.10"))], [ag("all", *servers)])
+    flows = rule_flows(bridge, "EgressRule")
+    tcp = {f.match["tcp_dst"]: conj_actions(f)[0][0] for f in flows if "tcp_dst" in f.match}
+    dsts = {f.match["ipv4_dst"]: conj_actions(f)[0][0] for f in flows if "ipv4_dst" in f.match}
+    assert dsts == {"10.20.0.5": tcp[5432], "10.20.0.6": tcp[6432]}
+    # UDP/53 to any destination (no address clause): a conjunction of in_port and port.
+    [udp] = [f for f in flows if f.match.get("udp_dst") == 53]
+    [(udp_id, _, n)] = conj_actions(udp)
+    assert n == 2 and udp_id not in dsts.values()
+    assert not any(f.match.get("ipv4_dst") in ("0.0.0.0", ("0.0.0.0", "0.0.0.0"))
+                   for f in flows)
 
 
 def test_two_rules_sharing_a_peer_share_its_flow():

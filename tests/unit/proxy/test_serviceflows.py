@@ -116,14 +116,44 @@ def test_node_ports_are_programmed_only_with_proxy_all():
                for f in flows)
 
 
+def loads(flow: Flow) -> dict[str, Any]:
+    return {a.key: a.value for a in actions_of(flow, ofpp.OFPActionSetField)}
+
+
 def test_external_traffic_policy_local_gives_external_frontends_their_own_group():
     sp = port(external_ips=("192.168.77.50",), external_local=True)
     flows, groups = sf.service_port_flows(sp, CFG, LAYOUT, ids(sp))
     assert len(groups) == 2
-    by_ip = {f.match["ipv4_dst"]: actions_of(f, ofpp.OFPActionGroup)[0].group_id
-             for f in flows}
-    external = next(g for g in groups if g.group_id == by_ip["192.168.77.50"])
+    by_ip = {f.match["ipv4_dst"]: f for f in flows}
+    [internal] = actions_of(by_ip["10.96.0.10"], ofpp.OFPActionGroup)
+    assert len(next(g for g in groups if g.group_id == internal.group_id).buckets) == 2
+    [external] = [g for g in groups if g.group_id != internal.group_id]
     assert len(external.buckets) == 1  # only n1's endpoint
+    # ... which the external frontend's flow loads itself (nothing to select).
+    assert loads(by_ip["192.168.77.50"])["reg3"] == 0x0AF40003
+
+
+def test_a_single_endpoint_is_loaded_without_the_select_group():
+    """One endpoint: no group on the packet's path (a group costs each new connection a
+    datapath recirculation or an upcall); a second endpoint brings the group back."""
+    sp = port(endpoints=(EP2,))
+    flows, [group] = sf.service_port_flows(sp, CFG, LAYOUT, ids(sp))
+    [lb] = flows
+    assert not actions_of(lb, ofpp.OFPActionGroup)
+    assert lb.goto == "EndpointDNAT"
+    # Exactly what the group's bucket would load, so EndpointDNAT's flow matches it.
+    assert loads(lb)["reg3"] == 0x0AF40103
+    assert loads(lb)["reg4"] == (group.buckets[0].actions[1].value)
+    assert loads(lb)["reg4"][0] == (1 << 16) | 8080  # selected, port 8080
+    dnat = sf.endpoint_dnat_flows("TCP", EP2, LAYOUT)
+    assert all(f.match["reg4"][0] & f.match["reg4"][1] == loads(lb)["reg4"][0] for f in dnat)
+    two = port(endpoints=(EP1, EP2))
+    [lb2], _ = sf.service_port_flows(two, CFG, LAYOUT, ids(two))
+    assert actions_of(lb2, ofpp.OFPActionGroup) and lb2.goto is None
+    # Affinity keeps its learn path even with one endpoint.
+    aff = port(endpoints=(EP2,), affinity_timeout=30)
+    aff_flows, _ = sf.service_port_flows(aff, CFG, LAYOUT, ids(aff))
+    assert any(actions_of(f, ofpp.NXActionLearn) for f in aff_flows)
 
 
 def test_endpoints_shared_by_services_get_one_dnat_flow_pair():
