@@ -249,3 +249,27 @@ def test_internal_traffic_policy_local_keeps_pod_traffic_on_its_node(plab: Proxy
     for pod, backend in (("client-1", "web-1"), ("client-2", "web-2")):
         answers = plab.probe(pod, "tcp", target, count=8)
         assert all(a.ok and a.hostname == backend for a in answers), (pod, answers)
+
+
+LB_IP = "192.168.77.101"  # status.loadBalancer.ingress of Service "web-lb"
+
+
+@pytest.mark.parametrize("source", ["@external", "client-1", "client-2"])
+def test_load_balancer_ingress_ip_reaches_endpoints_on_both_nodes(plab: ProxyLab, source: str):
+    if not any(s.metadata.name == "web-lb" for s in plab.api.list_namespaced_service(NS).items):
+        plab.api.create_namespaced_service(NS, _service("web-lb", {"app": "web"},
+                                                        type="LoadBalancer"))
+        # What a load-balancer controller does once it has an address for the Service.
+        plab.api.patch_namespaced_service_status(
+            "web-lb", NS, {"status": {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}})
+        # The outside world reaches the LB address through node1 (as the balancer would).
+        subprocess.run(["ip", "-n", plab.lab.netns("external"), "route", "replace", LB_IP,
+                        "via", NODE_IPS["node1"]], check=True)
+    deadline = time.monotonic() + 10
+    while True:
+        answers = plab.probe(source, "tcp", f"{LB_IP}:80", count=10)
+        if all(a.ok for a in answers) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert all(a.ok for a in answers), (source, answers)
+    assert {a.hostname for a in answers} == {"web-1", "web-2"}, (source, answers)
