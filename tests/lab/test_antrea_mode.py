@@ -413,3 +413,40 @@ def _running_pod(api: client.CoreV1Api, name: str) -> client.V1Pod | None:
     pod = api.read_namespaced_pod(name, "e2e")
     return pod if pod.status.phase == "Running" and pod.status.pod_ip else None
 
+
+
+def _probe_hostnames(lab: LabDir, pod: str, target: str, count: int) -> list[str | None]:
+    netns = lab.pod_netns(_pod(lab, pod).metadata.uid)
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m",
+                          "antrea_lab.workload", "probe", "--proto", "tcp", "--hostname",
+                          "--timeout", "3", *([target] * count)],
+                         capture_output=True, text=True, timeout=60).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert len(rows) == count, out
+    return [r.get("hostname") if r["ok"] else None for r in rows]
+
+
+def test_cluster_ip_is_served_to_pods_on_every_node_with_proxy_all_off(antrea_lab):
+    """The default mode (antreaProxy.proxyAll false, alongside kube-proxy): AntreaProxy
+    serves ClusterIP traffic from pods; NodePorts from outside are left to kube-proxy,
+    which this lab does not run."""
+    api = _api(antrea_lab)
+    for name in ("a1", "b1"):
+        api.patch_namespaced_pod(name, "e2e", {"metadata": {"labels": {"svc": "echo"}}})
+    api.create_namespaced_service("e2e", {"metadata": {"name": "echo"}, "spec": {
+        "type": "NodePort", "selector": {"svc": "echo"},
+        "ports": [{"port": 8080, "targetPort": 80, "protocol": "TCP"}]}})
+    service = api.read_namespaced_service("echo", "e2e")
+    target = f"{service.spec.cluster_ip}:8080"
+    for client_pod in ("c1", "a2"):  # node3 (no endpoint), node1 (a1's node)
+        def both_backends(pod: str = client_pod) -> list[str | None] | None:
+            seen = _probe_hostnames(antrea_lab, pod, target, 10)
+            return seen if None not in seen and set(seen) == {"a1", "b1"} else None
+        wait_for(both_backends, 20, f"ClusterIP from {client_pod} to both backends")
+    node_port = service.spec.ports[0].node_port
+    node1_ip = topology.node_ip(1)
+    reply = subprocess.run(["ip", "netns", "exec", antrea_lab.netns("external"),
+                            sys.executable, "-m", "antrea_lab.workload", "probe", "--proto",
+                            "tcp", "--timeout", "2", f"{node1_ip}:{node_port}"],
+                           capture_output=True, text=True, timeout=60).stdout
+    assert '"ok": false' in reply, reply
