@@ -72,7 +72,7 @@ class ServicePort:
 @dataclass
 class ServiceCatalog:
     """Services and EndpointSlices by key, as last seen; `service_ports()` derives the
-    model. Fed by the watcher, read by the proxier; no locking (one writer thread)."""
+    model. Fed by the informers, read by the proxier; no locking (one writer thread)."""
 
     local_node: str
     service_proxy_name: str = ""

@@ -2,7 +2,7 @@
 
 Hooks: `antrea_pipeline_tables` declares the Service tables; `antrea_agent_started`
 installs the Service-independent flows and starts one background thread that lists and
-watches Services and EndpointSlices (`watcher`), keeps the model (`model`) and
+watches Services and EndpointSlices (the core's raw-dict informers), keeps the model (`model`) and
 re-syncs the bridge (`proxier`) whenever either changes, coalescing bursts of events.
 
 Two couplings with the core go through the seams of the bridge's OpenFlow connection:
@@ -18,17 +18,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import kubernetes
-
 from antrea_core.agent.openflow.connection import ReplayOrder
 from antrea_core.agent.openflow.podnetwork import gateway_ips
+from antrea_core.k8s.informer import Informer, object_key
+from antrea_core.k8s.rawclient import RawClient
+from antrea_core.k8s.resources import ENDPOINT_SLICES, SERVICES
 from antrea_core.plugins.hookspecs import hookimpl
 from antrea_proxy import serviceflows
 from antrea_proxy.conntrack import appctl_runner
 from antrea_proxy.hostnodeport import HostNodePorts
 from antrea_proxy.model import JSON, ServiceCatalog
 from antrea_proxy.proxier import FEATURE, Proxier
-from antrea_proxy.watcher import ResourceWatch
 
 log = logging.getLogger("antrea.agent.proxy")
 
@@ -48,6 +48,7 @@ class Plugin:
         self.proxier: Proxier | None = None
         self.node_ports: HostNodePorts | None = None
         self._thread: threading.Thread | None = None
+        self._informers: list[Informer] = []
         self._detach: list[Callable[[], None]] = []
 
     @hookimpl
@@ -78,18 +79,13 @@ class Plugin:
             local_node=context.node_name, service_proxy_name=cfg.service_proxy_name,
             skip_services=frozenset(cfg.skip_services),
             proxy_load_balancer_ips=bool(cfg.proxy_load_balancer_ips))
-        core = kubernetes.client.CoreV1Api(context.kube_api)
-        discovery = kubernetes.client.DiscoveryV1Api(context.kube_api)
-        watches = [
-            ResourceWatch("services", core.list_service_for_all_namespaces,
-                          self._event(ServiceCatalog.set_service),
-                          self._snapshot("services")),
-            ResourceWatch("endpointslices", discovery.list_endpoint_slice_for_all_namespaces,
-                          self._event(ServiceCatalog.set_slice),
-                          self._snapshot("slices")),
-        ]
-        self._thread = threading.Thread(target=self._run, args=(watches,),
-                                        name="antrea-proxy", daemon=True)
+        raw = RawClient(context.kube_api)
+        for resource, setter in ((SERVICES, ServiceCatalog.set_service),
+                                 (ENDPOINT_SLICES, ServiceCatalog.set_slice)):
+            informer = Informer(raw, resource)
+            informer.add_handler(_CatalogFeed(self, setter))
+            self._informers.append(informer)
+        self._thread = threading.Thread(target=self._run, name="antrea-proxy", daemon=True)
         self._thread.start()
         log.info("AntreaProxy started proxyAll=%s nodeIPs=%s", cfg.proxy_all,
                  ",".join(context.node.ips))
@@ -98,6 +94,8 @@ class Plugin:
     def antrea_agent_stopping(self, context: Any) -> None:
         self._stop.set()
         self._dirty.set()
+        for informer in self._informers:
+            informer.stop()
         for detach in self._detach:
             detach()
         self._detach.clear()
@@ -112,33 +110,22 @@ class Plugin:
                                         order=ReplayOrder.FEATURES, name=FEATURE),
         ]
 
-    def _event(self, setter: Any) -> Any:
-        def handle(key: str, obj: JSON | None) -> None:
-            with self._lock:
-                assert self.catalog is not None
-                setter(self.catalog, obj, key)
-            self._dirty.set()
-        return handle
+    def _changed(self, setter: Any, key: str, obj: JSON | None) -> None:
+        with self._lock:
+            assert self.catalog is not None
+            setter(self.catalog, obj, key)
+        self._dirty.set()
 
-    def _snapshot(self, attr: str) -> Any:
-        def handle(items: dict[str, JSON]) -> None:
-            with self._lock:
-                setattr(self.catalog, attr, dict(items))
-            self._dirty.set()
-        return handle
-
-    def _run(self, watches: list[ResourceWatch]) -> None:
-        versions = []
-        for watch in watches:
-            while not self._stop.is_set():
-                try:
-                    versions.append(watch.sync())
-                    break
-                except Exception:
-                    log.exception("initial %s list failed; retrying", watch.what)
-                    self._stop.wait(RETRY_SECONDS)
-        for watch, rv in zip(watches, versions, strict=False):
-            watch.start(self._stop, rv)
+    def _run(self) -> None:
+        for informer in self._informers:
+            informer.start()
+        # First sync only once both lists are in: Services seen before their
+        # EndpointSlices would be programmed as having no endpoints (reject).
+        for informer in self._informers:
+            while not informer.wait_synced(RETRY_SECONDS):
+                if self._stop.is_set():
+                    return
+        self._dirty.set()  # even with no Service at all: clear a previous run's flows
         while not self._stop.is_set():
             self._dirty.wait()
             if self._stop.is_set():
@@ -159,3 +146,20 @@ class Plugin:
                 log.exception("service sync failed; retrying")
                 self._stop.wait(RETRY_SECONDS)
                 self._dirty.set()
+
+
+class _CatalogFeed:
+    """Informer handler writing one resource into the plugin's ServiceCatalog."""
+
+    def __init__(self, plugin: Plugin, setter: Any) -> None:
+        self.plugin = plugin
+        self.setter = setter
+
+    def on_add(self, obj: JSON) -> None:
+        self.plugin._changed(self.setter, object_key(obj), obj)
+
+    def on_update(self, old: JSON, new: JSON) -> None:
+        self.plugin._changed(self.setter, object_key(new), new)
+
+    def on_delete(self, obj: JSON) -> None:
+        self.plugin._changed(self.setter, object_key(obj), None)
