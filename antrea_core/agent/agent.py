@@ -177,7 +177,7 @@ class Agent:
         if self.context.bridge is not None:  # feature plugins' flow hooks
             pluginflows.start(self.pm, getattr(self.plugins, "features", {}),
                               self.context.bridge, self.layout, self.context)
-        node_routes_rv = self._sync_node_routes()
+        self._sync_node_routes()
         self._reconcile()
 
         self.configurator = PodConfigurator(
@@ -194,8 +194,6 @@ class Agent:
                                              self.layout, cfg.ovs_bridge, cfg.ovs_run_dir)
         self.query_server.start()
         self._start_policy_watch()
-        if self.node_routes is not None:
-            self.node_routes.start(self._stop, node_routes_rv)
         self._install_cni()
         self.pm.hook.antrea_agent_started.call_historic(kwargs={"context": self.context})
         log.info("agent started node=%s podCIDRs=%s mtu=%d pods=%d socket=%s",
@@ -246,19 +244,19 @@ class Agent:
                       netns=Path(netns).name if netns else None)
         log.info("uplink attached bridge=%s uplink=%s", UPLINK_BRIDGE, device)
 
-    def _sync_node_routes(self) -> str:
+    def _sync_node_routes(self) -> None:
         """Remote Nodes' tunnel flows and routes, in place before the previous run's flows
         are deleted (reconcile's sync_done)."""
         api = getattr(self.cluster, "api", None)
         if self.tunnel is None or api is None or not isinstance(self.flows, RemoteNodeFlows):
             log.warning("node routes disabled (tunnel=%s, cluster API=%s, installer=%s)",
                         self.tunnel is not None, api is not None, type(self.flows).__name__)
-            return ""
+            return
         self.node_routes = NodeRouteController(
             api, self.options.node_name, self.flows, self.config.host_gateway,
             netns=self.options.host_netns,
             on_added=self._remote_node_added, on_removed=self._remote_node_removed)
-        return self.node_routes.sync()
+        self.node_routes.sync(self._stop)
 
     def _remote_node_added(self, node: NodeInfo) -> None:
         if self.snat is not None:
@@ -322,6 +320,9 @@ class Agent:
         log.info("agent stopped node=%s", self.options.node_name)
 
     def _close(self) -> None:
+        if self.node_routes is not None:
+            self.node_routes.stop()
+            self.node_routes = None
         if self.policy_watch is not None:
             self.policy_watch.stop()
             self.policy_watch = None

@@ -6,9 +6,9 @@ that send traffic for that podCIDR to the Node's IP (through the datapath's
 onlink`, so the node itself reaches remote pods through the pipeline (the pipeline's ARP
 responder answers for the remote gateway). Node deletions remove both.
 
-It lists Nodes once synchronously at start-up (`sync`), so a restarted agent has every
-remote entry back before it deletes the previous run's flows, then watches in a thread:
-resume from the last resourceVersion, relist on 410 Gone, back off on errors.
+Nodes come from the core informer (`antrea_core.k8s.informer`); `sync` returns once the
+first list is applied, so a restarted agent has every remote entry back before it
+deletes the previous run's flows.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from antrea_core.agent import hostnet
 from antrea_core.agent.nodeinfo import node_info_from
 from antrea_core.agent.openflow.podnetwork import RemoteNode
 from antrea_core.agent.podnet.netns import run_in_netns
+from antrea_core.k8s.informer import Informer
+from antrea_core.k8s.rawclient import RawClient
+from antrea_core.k8s.resources import NODES
 from antrea_core.plugins.context import NodeInfo
 
 log = logging.getLogger("antrea.agent.noderoute")
@@ -52,7 +55,6 @@ class NodeRouteController:
                  flows: RemoteNodeFlows, gateway: str, *, netns: str | None = None,
                  on_added: Callable[[NodeInfo], None] | None = None,
                  on_removed: Callable[[NodeInfo], None] | None = None) -> None:
-        self.core = kubernetes.client.CoreV1Api(api)
         self.api = api
         self.node_name = node_name
         self.flows = flows
@@ -61,7 +63,7 @@ class NodeRouteController:
         self.on_added = on_added
         self.on_removed = on_removed
         self.known: dict[str, NodeInfo] = {}
-        self._thread: threading.Thread | None = None
+        self._informer: Informer | None = None
 
     # -- reconcile one Node ---------------------------------------------------------------
     def apply(self, node: Mapping[str, Any]) -> None:
@@ -128,65 +130,27 @@ class NodeRouteController:
                             f"route {op} {cidr} via {gateway} dev {self.gateway}: {exc}"
                         ) from exc
 
-    # -- list / watch -----------------------------------------------------------------------
-    def sync(self) -> str:
-        """Apply every Node, drop the ones that are gone; returns the list's resourceVersion."""
-        listed = self.core.list_node()
-        seen = set()
-        for node in listed.items:
-            obj = self.api.sanitize_for_serialization(node)
-            seen.add(obj["metadata"]["name"])
-            self.apply(obj)
-        for name in set(self.known) - seen:
-            self.remove(name)
-        return str(listed.metadata.resource_version)
-
-    def start(self, stop: threading.Event, resource_version: str) -> None:
-        self._thread = threading.Thread(target=self._run, args=(stop, resource_version),
-                                        name="node-routes", daemon=True)
-        self._thread.start()
-
-    def _run(self, stop: threading.Event, rv: str) -> None:
-        backoff = 0.5
-        while not stop.is_set():
-            try:
-                rv = self._watch(stop, rv)
-                backoff = 0.5
-            except kubernetes.client.ApiException as exc:
-                if exc.status == 410:
-                    rv = self._relist(stop)
-                    continue
-                log.warning("node watch failed status=%s; retrying", exc.status)
-            except Exception:
-                log.exception("node watch failed; retrying")
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
-
-    def _relist(self, stop: threading.Event) -> str:
-        while not stop.is_set():
-            try:
-                return self.sync()
-            except Exception:
-                log.exception("node relist failed; retrying")
-                stop.wait(1.0)
-        return ""
-
-    def _watch(self, stop: threading.Event, rv: str) -> str:
-        watch = kubernetes.watch.Watch()
-        for event in watch.stream(self.core.list_node, resource_version=rv,
-                                  timeout_seconds=60, allow_watch_bookmarks=True,
-                                  _request_timeout=90):
+    # -- list / watch (the core informer) --------------------------------------------------
+    def sync(self, stop: threading.Event) -> None:
+        """Start watching Nodes and return once every listed Node is applied (or `stop`);
+        the informer then keeps applying changes, relisting on 410 Gone."""
+        self._informer = Informer(RawClient(self.api), NODES)
+        self._informer.add_handler(self)
+        self._informer.start()
+        while not self._informer.wait_synced(1.0):
             if stop.is_set():
-                watch.stop()
-                break
-            kind, raw = event["type"], event["raw_object"]
-            if kind == "ERROR":
-                if raw.get("code") == 410:
-                    return self._relist(stop)
-                raise RuntimeError(f"watch error: {raw.get('message')}")
-            rv = raw.get("metadata", {}).get("resourceVersion", rv)
-            if kind in ("ADDED", "MODIFIED"):
-                self.apply(raw)
-            elif kind == "DELETED":
-                self.remove(raw["metadata"]["name"])
-        return rv
+                return
+            log.info("waiting for the initial Node list")
+
+    def stop(self) -> None:
+        if self._informer is not None:
+            self._informer.stop()
+
+    def on_add(self, obj: Mapping[str, Any]) -> None:
+        self.apply(obj)
+
+    def on_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        self.apply(new)
+
+    def on_delete(self, obj: Mapping[str, Any]) -> None:
+        self.remove(obj["metadata"]["name"])
