@@ -30,6 +30,7 @@ API_PORT = int(os.environ.get("ANTREA_TEST_PROXY_API_PORT", "46443"))
 NODE_IPS = {"node1": "192.168.77.11", "node2": "192.168.77.12"}
 EXTERNAL_IP = "192.168.77.100"  # spec.externalIPs of Service "web-ext"
 CONVERGENCE_SECONDS = 2.0
+SCTP_PORT = 7777  # every Service's SCTP port, to the pods' "diameter" port (3868)
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,17 @@ def _pod(name: str, node: str, labels: dict[str, str] | None = None) -> dict:
     return {"metadata": {"name": name, "labels": labels or {}},
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "echo", "ports": [
                 {"name": "http", "containerPort": 80, "protocol": "TCP"},
-                {"name": "dns", "containerPort": 53, "protocol": "UDP"}]}]}}
+                {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                {"name": "diameter", "containerPort": 3868, "protocol": "SCTP"}]}]}}
 
 
 def _service(name: str, selector: dict[str, str], **spec: object) -> dict:
     return {"metadata": {"name": name}, "spec": {
         "selector": selector, **spec,
         "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
-                  {"name": "dns", "port": 5353, "targetPort": "dns", "protocol": "UDP"}]}}
+                  {"name": "dns", "port": 5353, "targetPort": "dns", "protocol": "UDP"},
+                  {"name": "sctp", "port": SCTP_PORT, "targetPort": "diameter",
+                   "protocol": "SCTP"}]}}
 
 
 class ProxyLab:
@@ -208,6 +212,29 @@ def test_adding_and_removing_a_backend_converges_within_2s(plab: ProxyLab):
     print(f"endpoint added -> used in {added:.2f}s; removed -> unused in {removed:.2f}s",
           file=sys.stderr)
     assert added <= CONVERGENCE_SECONDS and removed <= CONVERGENCE_SECONDS, (added, removed)
+
+
+def test_sctp_cluster_ip_reaches_endpoints_from_pods_on_every_node_and_rejects_without(
+        plab: ProxyLab):
+    """The kernel here has no SCTP: the pods' workload answers SCTP INITs over raw
+    sockets, so an answer proves the INIT reached an endpoint's port 3868 and its
+    INIT-ACK came back from the Service's address and port with a valid CRC32c."""
+    target = f"{plab.cluster_ip('web')}:{SCTP_PORT}"
+    for pod in ("client-1", "client-2"):
+        answers = plab.probe(pod, "sctp", target, count=10)
+        assert all(a.ok for a in answers), (pod, answers)
+        assert {a.hostname for a in answers} == {"web-1", "web-2"}, (pod, answers)
+    [refused] = plab.probe("client-1", "sctp", f"{plab.cluster_ip('empty')}:{SCTP_PORT}")
+    assert (refused.ok, refused.error) == (False, "connection refused")
+
+
+@pytest.mark.parametrize("source", ["@external", "client-1", "@node1"])
+def test_sctp_node_port_reaches_endpoints_through_either_node_ip(plab: ProxyLab, source: str):
+    port = _node_port(plab, "web-np", "sctp")
+    for node_ip in NODE_IPS.values():
+        answers = plab.probe(source, "sctp", f"{node_ip}:{port}", count=3)
+        assert all(a.ok and a.hostname in ("web-1", "web-2") for a in answers), (
+            source, node_ip, answers)
 
 
 def _node_port(plab: ProxyLab, service: str, name: str = "http") -> int:

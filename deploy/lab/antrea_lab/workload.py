@@ -9,6 +9,11 @@ that is exactly "hostname" (TCP/SCTP: a line ending in "\\n" or "\\r\\n"; UDP: a
 "hostname" or "hostname\\n"), which is answered with the pod name ($POD_NAME, else
 $HOSTNAME, else the host name) and a newline. Service tests use it to tell backends apart.
 
+Where the kernel has no SCTP (as on the lab's machine), SCTP is served and probed over
+raw sockets (`antrea_lab.sctpinit`): the server answers the association set-up (INIT ->
+INIT-ACK naming the pod), and a probe counts an INIT-ACK as success; its "hostname" is
+the name the INIT-ACK carries. Such a server cannot pick a free port (port 0).
+
 Sockets are dual-stack ("::" with IPV6_V6ONLY off) and fall back to IPv4 when the
 namespace has no IPv6. Port 0 picks a free port; `serve` prints one JSON line
 {"listening": [{"proto": ..., "port": ...}], "errors": [...]} once it is ready.
@@ -39,6 +44,16 @@ log = logging.getLogger("antrea.lab.workload")
 
 HOSTNAME_LINES = (b"hostname\n", b"hostname\r\n")
 SCTP = getattr(socket, "IPPROTO_SCTP", 132)
+
+
+def kernel_has_sctp() -> bool:
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, SCTP).close()
+    except OSError as exc:
+        if exc.errno in (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT):
+            return False
+        raise
+    return True
 
 
 def pod_name() -> str:
@@ -165,6 +180,9 @@ async def serve(tcp: list[int], udp: list[int], sctp: list[int], name: str,
     def on_conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Any:
         return _stream_echo(r, w, name)
 
+    raw_sctp: list[int] = []
+    if sctp and not kernel_has_sctp():
+        raw_sctp, sctp = sctp, []
     for proto_name, ports, ipproto in (("tcp", tcp, socket.IPPROTO_TCP), ("sctp", sctp, SCTP)):
         for port in ports:
             try:
@@ -187,6 +205,15 @@ async def serve(tcp: list[int], udp: list[int], sctp: list[int], name: str,
         transport, _ = await loop.create_datagram_endpoint(lambda: _EchoDatagram(name), sock=sock)
         transports.append(transport)
         listening.append({"proto": "udp", "port": sock.getsockname()[1]})
+    tasks: list[asyncio.Task[None]] = []
+    if raw_sctp:
+        if 0 in raw_sctp:
+            errors.append("sctp/0: no free-port choice without the kernel's SCTP")
+        ports = [p for p in raw_sctp if p]
+        if ports:
+            from antrea_lab import sctpinit  # os-ken's packet library: ~0.3 s to import
+            tasks.append(asyncio.create_task(sctpinit.Responder(ports, name).run()))
+            listening += [{"proto": "sctp", "port": p, "raw": True} for p in ports]
     summary = {"listening": listening, "errors": errors}
     if ready is not None and not ready.done():
         ready.set_result(summary)
@@ -199,6 +226,8 @@ async def serve(tcp: list[int], udp: list[int], sctp: list[int], name: str,
             server.close()
         for transport in transports:
             transport.close()
+        for task in tasks:
+            task.cancel()
     return summary
 
 
@@ -394,6 +423,11 @@ async def probe_one(target: Target, proto: str, timeout: float,
                 rtt, reply = await _icmp_round_trip(target, timeout), b"icmp"
             elif proto == "udp":
                 rtt, reply = await _udp_round_trip(target, timeout, payload, expect)
+            elif proto == "sctp" and not kernel_has_sctp():
+                from antrea_lab import sctpinit
+                started = time.monotonic()
+                name = await sctpinit.probe(target.host, target.port, timeout)
+                rtt, reply = time.monotonic() - started, name.encode()
             else:
                 ipproto = SCTP if proto == "sctp" else socket.IPPROTO_TCP
                 rtt, reply = await _stream_round_trip(target, ipproto, payload, expect)
@@ -496,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.proto in ("udp", "icmp"):
         parser.error("connect supports tcp and sctp")
+    if args.proto == "sctp" and not kernel_has_sctp():
+        parser.error("connect --proto sctp needs the kernel's SCTP (probe works without)")
     result = asyncio.run(connect_many(targets[0], args.proto, args.count, args.timeout,
                                       args.concurrency))
     print(json.dumps(result), flush=True)

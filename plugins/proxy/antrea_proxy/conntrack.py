@@ -1,10 +1,15 @@
-"""Clear stale UDP conntrack entries of removed endpoints.
+"""Clear stale conntrack entries of removed endpoints (UDP and SCTP).
 
 A UDP "connection" to a Service lives as long as the client keeps sending; after its
-endpoint is gone the client would keep being DNAT-ed to a dead address. The userspace
-datapath's conntrack is reached through ovs-vswitchd's `dpctl/*` commands: dump the
-zone, pick the UDP entries whose reply comes from a removed endpoint, flush each by its
-original tuple (the userspace tracker flushes reliably only by the pre-NAT tuple).
+endpoint is gone the client would keep being DNAT-ed to a dead address. So would an
+SCTP association that retries from the same ports (where conntrack tracks SCTP; the
+userspace datapath translates SCTP without it, see `serviceflows`). TCP needs nothing:
+the client sees its connection fail and opens a new one, which is a new entry.
+
+The userspace datapath's conntrack is reached through ovs-vswitchd's `dpctl/*`
+commands: dump the zone, pick the entries whose reply comes from a removed endpoint,
+flush each by its original tuple (the userspace tracker flushes reliably only by the
+pre-NAT tuple).
 """
 
 from __future__ import annotations
@@ -26,28 +31,36 @@ _ENTRY = re.compile(
 Runner = Callable[[Sequence[str]], str]
 
 
+IP_PROTO = {"udp": 17, "sctp": 132}
+
+
 @dataclass(frozen=True)
 class OrigTuple:
+    proto: str
     src: str
     dst: str
     sport: int
     dport: int
 
     def flush_arg(self) -> str:
-        return (f"ct_nw_src={self.src},ct_nw_dst={self.dst},ct_nw_proto=17,"
+        return (f"ct_nw_src={self.src},ct_nw_dst={self.dst},"
+                f"ct_nw_proto={IP_PROTO[self.proto]},"
                 f"ct_tp_src={self.sport},ct_tp_dst={self.dport}")
 
 
-def stale_udp_entries(dump: str, endpoints: Iterable[tuple[str, int]]) -> list[OrigTuple]:
-    """Original tuples of UDP entries answered by one of `endpoints` (ip, port)."""
+def stale_entries(dump: str, protocol: str, endpoints: Iterable[tuple[str, int]]
+                  ) -> list[OrigTuple]:
+    """Original tuples of `protocol` entries answered by one of `endpoints` (ip, port)."""
+    proto = protocol.lower()
     gone = set(endpoints)
     out = []
     for line in dump.splitlines():
         m = _ENTRY.match(line.strip())
-        if m is None or m["proto"] != "udp":
+        if m is None or m["proto"] != proto:
             continue
         if (m["rsrc"], int(m["rsport"])) in gone:
-            out.append(OrigTuple(m["osrc"], m["odst"], int(m["osport"]), int(m["odport"])))
+            out.append(OrigTuple(proto, m["osrc"], m["odst"], int(m["osport"]),
+                                 int(m["odport"])))
     return out
 
 
@@ -66,15 +79,18 @@ def appctl_runner(ovs_run_dir: str) -> Runner:
     return run
 
 
-def flush_udp_endpoints(run: Runner, zone: int, endpoints: Iterable[tuple[str, int]]) -> int:
-    """Flush the UDP entries of `zone` answered by `endpoints`; returns how many."""
+def flush_endpoints(run: Runner, zone: int, protocol: str,
+                    endpoints: Iterable[tuple[str, int]]) -> int:
+    """Flush the `protocol` entries of `zone` answered by `endpoints`; returns how
+    many."""
     endpoints = list(endpoints)
     if not endpoints:
         return 0
-    entries = stale_udp_entries(run(["dpctl/dump-conntrack", f"zone={zone}"]), endpoints)
+    dump = run(["dpctl/dump-conntrack", f"zone={zone}"])
+    entries = stale_entries(dump, protocol, endpoints)
     for entry in entries:
         run(["dpctl/flush-conntrack", f"zone={zone}", entry.flush_arg()])
     if entries:
-        log.info("stale UDP conntrack entries flushed count=%d endpoints=%s", len(entries),
-                 ",".join(f"{ip}:{port}" for ip, port in endpoints))
+        log.info("stale conntrack entries flushed protocol=%s count=%d endpoints=%s",
+                 protocol, len(entries), ",".join(f"{ip}:{port}" for ip, port in endpoints))
     return len(entries)

@@ -71,7 +71,9 @@ class Plugin:
             serviceflows.ProxyFlowConfig(node_ips=tuple(context.node.ips),
                                          proxy_all=bool(cfg.proxy_all),
                                          gateway_ip=gateway_ip if cfg.proxy_all else "",
-                                         learn_cookie=bridge.cookie(FEATURE)),
+                                         learn_cookie=bridge.cookie(FEATURE),
+                                         stateless_sctp=context.config.ovs_datapath_type
+                                         == "netdev"),
             conntrack=appctl_runner(context.config.ovs_run_dir))
         self._attach(bridge, self.proxier)
         self.proxier.install_initial()

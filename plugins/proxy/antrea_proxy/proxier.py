@@ -21,7 +21,7 @@ from antrea_core.agent.openflow.flows import Flow, Group
 from antrea_core.agent.openflow.pipeline import PipelineLayout
 from antrea_core.agent.openflow.registers import CT_ZONE_V4
 from antrea_proxy import serviceflows as sf
-from antrea_proxy.conntrack import Runner, flush_udp_endpoints
+from antrea_proxy.conntrack import Runner, flush_endpoints
 from antrea_proxy.model import ServicePort
 from antrea_proxy.reject import reject_reply
 
@@ -120,25 +120,28 @@ class Proxier:
 
     def _forget_changed(self, ports: list[ServicePort]) -> None:
         """Per Service port whose endpoints changed or that is gone: drop its learned
-        affinity (it may point at a removed endpoint) and stale UDP conntrack entries."""
+        affinity (it may point at a removed endpoint) and stale UDP/SCTP conntrack
+        entries."""
         new = {sp.key: sp for sp in ports}
         for key, old in self._ports.items():
             cur = new.get(key)
             if cur is not None and cur.endpoints == old.endpoints and \
                     cur.affinity_timeout == old.affinity_timeout:
                 continue
-            if old.affinity_timeout:
+            gone = {e.key for e in old.endpoints} - (
+                {e.key for e in cur.endpoints} if cur is not None else set())
+            # Stateless SCTP associations keep their endpoints while endpoints are only
+            # added; the other learned choices go at any change (ClientIP affinity
+            # follows the endpoint set, as kube-proxy's does).
+            if old.affinity_timeout or (sf.stateless(old, self.cfg) and gone):
                 for fe in sf.frontends(old, self.cfg):
                     self.bridge.delete(sf.frontend_match(old.protocol, fe), self.feature,
                                        table="SessionAffinity")
-            if old.protocol == "UDP" and self.conntrack is not None:
-                gone = {e.key for e in old.endpoints} - (
-                    {e.key for e in cur.endpoints} if cur is not None else set())
+            if old.protocol in ("UDP", "SCTP") and self.conntrack is not None:
                 try:
-                    flush_udp_endpoints(self.conntrack, CT_ZONE_V4, gone)
+                    flush_endpoints(self.conntrack, CT_ZONE_V4, old.protocol, gone)
                 except Exception:
-                    log.exception("flushing stale UDP conntrack entries failed service=%s",
-                                  old)
+                    log.exception("flushing stale conntrack entries failed service=%s", old)
         self._ports = new
 
     # -- packet-in: reject ----------------------------------------------------------------

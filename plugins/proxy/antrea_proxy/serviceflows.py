@@ -16,8 +16,24 @@ Tables (PreRouting unless said otherwise), in packet order::
                            that learns a freshly selected endpoint
     EndpointDNAT           one flow per endpoint: ct(commit, nat(dst=ep)) in the core
                            zone, ct_mark SERVICE; with affinity, misses select here
+    SCTPReplyNAT           stateless SCTP only (below): SCTP packets resubmit to
+                           SCTPReplies, then go on
+    SCTPReplies            learned flows, one per association: its replies get the
+                           frontend back as source (and the client as destination when
+                           the request was masqueraded); reached only by resubmit
     SNAT (PostRouting)     hairpin connections: ct(commit, nat(src=virtual IP));
                            connections from the host (proxyAll): nat(src=gateway IP)
+
+Stateless SCTP. The userspace datapath's conntrack has no SCTP tracker: it tracks SCTP
+as a bare IP protocol, one entry per address pair, and NAT then rewrites addresses but
+not ports, and cannot masquerade two clients to one endpoint (their reply tuples would
+be equal). Where `ProxyFlowConfig.stateless_sctp` says so, SCTP Services are therefore
+translated without conntrack: every request packet is load-balanced afresh, an
+association stays on its endpoint through a learned SessionAffinity flow keyed by the
+client's address *and port* (as ClientIP affinity keys by address), EndpointDNAT
+rewrites destination (and, for masqueraded traffic, source) with set_field and learns
+the association's reply flow into SCTPReplies. Pod-to-itself SCTP through a Service
+(hairpin) is not translated this way.
 
 Select groups pick the endpoint (equal weights) by a hash of the 5-tuple computed in
 the datapath: an explicit NTR selection method "dp_hash" becomes ``hash(l4(0))``, which
@@ -57,6 +73,8 @@ TABLES = (
     TableSpec("SessionAffinity", Stage.PRE_ROUTING, rank=20),
     TableSpec("ServiceLB", Stage.PRE_ROUTING, rank=30),
     TableSpec("EndpointDNAT", Stage.PRE_ROUTING, rank=40),
+    TableSpec("SCTPReplyNAT", Stage.PRE_ROUTING, rank=50),
+    TableSpec("SCTPReplies", Stage.PRE_ROUTING, rank=55),
     TableSpec("SNAT", Stage.POST_ROUTING, rank=30),
 )
 
@@ -81,6 +99,9 @@ class ProxyFlowConfig:
     proxy_all: bool = False
     gateway_ip: str = ""  # masquerade address of NodePort traffic from the host
     learn_cookie: int = 0  # cookie of learned SessionAffinity flows (our feature's)
+    # The datapath's conntrack cannot track SCTP (OVS userspace): translate SCTP
+    # Services without it (module docstring).
+    stateless_sctp: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,17 +159,25 @@ def _ip_int(ip: str) -> int:
     return int.from_bytes(bytes(map(int, ip.split("."))), "big")
 
 
-def learn_affinity(sp: ServicePort, layout: PipelineLayout, cookie: int) -> Any:
+def learn_affinity(sp: ServicePort, layout: PipelineLayout, cookie: int,
+                   timeout: int, per_association: bool = False) -> Any:
     """Remember client IP + frontend -> the endpoint just selected (reg3/reg4), for the
     affinity timeout since the client's last new connection (idle timeout: only new
-    connections reach SessionAffinity, as kube-proxy's `recent` match refreshes)."""
+    connections reach SessionAffinity, as kube-proxy's `recent` match refreshes).
+    Per association (stateless SCTP): the client's port too, and every packet of the
+    association refreshes it."""
+    l4_dst = LEARN_L4_DST[sp.protocol]
     specs = [
         ofpp.NXFlowSpecMatch(src=ether.ETH_TYPE_IP, dst=("eth_type_nxm", 0), n_bits=16),
         ofpp.NXFlowSpecMatch(src=IP_PROTO[sp.protocol], dst=("ip_proto_nxm", 0), n_bits=8),
         ofpp.NXFlowSpecMatch(src=("ipv4_src_nxm", 0), dst=("ipv4_src_nxm", 0), n_bits=32),
         ofpp.NXFlowSpecMatch(src=("ipv4_dst_nxm", 0), dst=("ipv4_dst_nxm", 0), n_bits=32),
-        ofpp.NXFlowSpecMatch(src=(LEARN_L4_DST[sp.protocol], 0),
-                             dst=(LEARN_L4_DST[sp.protocol], 0), n_bits=16),
+        ofpp.NXFlowSpecMatch(src=(l4_dst, 0), dst=(l4_dst, 0), n_bits=16),
+    ]
+    if per_association:
+        specs.append(ofpp.NXFlowSpecMatch(src=("sctp_src", 0), dst=("sctp_src", 0),
+                                          n_bits=16))
+    specs += [
         ofpp.NXFlowSpecLoad(src=("reg3", 0), dst=("reg3", 0), n_bits=32),
         ofpp.NXFlowSpecLoad(src=("reg4", 0), dst=("reg4", 0), n_bits=16),
         ofpp.NXFlowSpecLoad(src=1, dst=("reg4", regs.EP_STATE.start),
@@ -156,8 +185,32 @@ def learn_affinity(sp: ServicePort, layout: PipelineLayout, cookie: int) -> Any:
     ]
     return ofpp.NXActionLearn(
         table_id=layout.table_id("SessionAffinity"), specs=specs,
-        idle_timeout=min(int(sp.affinity_timeout or 0), 0xFFFF), priority=PRIORITY_NORMAL,
-        cookie=cookie)
+        idle_timeout=min(timeout, 0xFFFF), priority=PRIORITY_NORMAL, cookie=cookie)
+
+
+def learn_sctp_reply(ep: Endpoint, layout: PipelineLayout, cookie: int,
+                     snat_ip: str | None) -> Any:
+    """From a request of one association, already load-balanced (destination still the
+    frontend): its replies, from the endpoint to the client's port at the client's
+    address (or at `snat_ip`, the masquerade address), get the frontend back as source
+    (and the client back as destination)."""
+    specs = [
+        ofpp.NXFlowSpecMatch(src=ether.ETH_TYPE_IP, dst=("eth_type_nxm", 0), n_bits=16),
+        ofpp.NXFlowSpecMatch(src=inet.IPPROTO_SCTP, dst=("ip_proto_nxm", 0), n_bits=8),
+        ofpp.NXFlowSpecMatch(src=_ip_int(ep.ip), dst=("ipv4_src_nxm", 0), n_bits=32),
+        ofpp.NXFlowSpecMatch(src=ep.port, dst=("sctp_src", 0), n_bits=16),
+        ofpp.NXFlowSpecMatch(src=_ip_int(snat_ip) if snat_ip else ("ipv4_src_nxm", 0),
+                             dst=("ipv4_dst_nxm", 0), n_bits=32),
+        ofpp.NXFlowSpecMatch(src=("sctp_src", 0), dst=("sctp_dst", 0), n_bits=16),
+        ofpp.NXFlowSpecLoad(src=("ipv4_dst_nxm", 0), dst=("ipv4_src_nxm", 0), n_bits=32),
+        ofpp.NXFlowSpecLoad(src=("sctp_dst", 0), dst=("sctp_src", 0), n_bits=16),
+    ]
+    if snat_ip:
+        specs.append(ofpp.NXFlowSpecLoad(src=("ipv4_src_nxm", 0), dst=("ipv4_dst_nxm", 0),
+                                         n_bits=32))
+    return ofpp.NXActionLearn(
+        table_id=layout.table_id("SCTPReplies"), specs=specs,
+        idle_timeout=SCTP_ASSOCIATION_IDLE_SECONDS, priority=PRIORITY_NORMAL, cookie=cookie)
 
 
 # -- flows ------------------------------------------------------------------------------
@@ -167,10 +220,25 @@ def tables() -> list[TableSpec]:
 
 
 def after_service_tables(layout: PipelineLayout) -> str:
-    following = layout.table("EndpointDNAT").next_table
+    following = layout.table("SCTPReplies").next_table
     if following is None:
-        raise ValueError("EndpointDNAT is the last table: no pipeline after Services")
+        raise ValueError("SCTPReplies is the last table: no pipeline after Services")
     return following
+
+
+SCTP_ASSOCIATION_IDLE_SECONDS = 300  # SCTP heartbeats (30 s by default) keep it alive
+
+
+def stateless(sp: ServicePort, cfg: ProxyFlowConfig) -> bool:
+    return sp.protocol == "SCTP" and cfg.stateless_sctp
+
+
+def affinity_timeout(sp: ServicePort, cfg: ProxyFlowConfig) -> int | None:
+    """How long a learned endpoint choice lasts: ClientIP affinity, or a stateless SCTP
+    association."""
+    if sp.affinity_timeout:
+        return sp.affinity_timeout
+    return SCTP_ASSOCIATION_IDLE_SECONDS if stateless(sp, cfg) else None
 
 
 def initial_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None = None
@@ -178,7 +246,17 @@ def initial_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None = None
     """Flows that do not depend on any Service."""
     snat_next = layout.next_table_id("SNAT")
     assert snat_next is not None
-    return [*_gateway_snat_flows(layout, cfg, snat_next), *_static_flows(layout, snat_next)]
+    return [*_gateway_snat_flows(layout, cfg, snat_next), *_static_flows(layout, snat_next),
+            *_sctp_reply_flows(layout, cfg)]
+
+
+def _sctp_reply_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None) -> list[Flow | Group]:
+    after = after_service_tables(layout)
+    flows: list[Flow | Group] = [Flow("SCTPReplyNAT", PRIORITY_DEFAULT, {}, goto=after)]
+    if cfg is not None and cfg.stateless_sctp:
+        flows.append(Flow("SCTPReplyNAT", PRIORITY_NORMAL, _ip_proto_match("SCTP"),
+                          actions=(_resubmit(layout, "SCTPReplies"),), goto=after))
+    return flows
 
 
 def _gateway_snat_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None,
@@ -228,6 +306,7 @@ def _static_flows(layout: PipelineLayout, snat_next: int) -> list[Flow | Group]:
               **core.match_marks(core.SERVICE_CONN.mark(1))},
              actions=(core.ROUTED.load(),), goto=after_service_tables(layout)),
         Flow("PreRoutingClassifier", PRIORITY_DEFAULT, {}, goto="ServiceLB"),
+        Flow("SCTPReplies", PRIORITY_DEFAULT, {}),  # resubmit-only: a miss returns
         # Reached only by resubmit: a miss must return, never run the pipeline on.
         Flow("SessionAffinity", PRIORITY_DEFAULT, {}),
         # A hairpin packet leaves by the port it came in on, which a plain output (to
@@ -256,8 +335,11 @@ def _static_flows(layout: PipelineLayout, snat_next: int) -> list[Flow | Group]:
     ]
 
 
-def endpoint_dnat_flows(protocol: str, ep: Endpoint, layout: PipelineLayout) -> list[Flow]:
+def endpoint_dnat_flows(protocol: str, ep: Endpoint, layout: PipelineLayout,
+                        cfg: ProxyFlowConfig | None = None) -> list[Flow]:
     """DNAT to one endpoint (shared by every Service port that selects it)."""
+    if protocol == "SCTP" and cfg is not None and cfg.stateless_sctp:
+        return _stateless_sctp_dnat_flows(ep, layout, cfg)
     next_id = layout.table_id(after_service_tables(layout))
     match = {**_ip_proto_match(protocol), "reg3": _ip_int(ep.ip),
              "reg4": ((1 << regs.EP_STATE.start) | ep.port, EP_STATE_MASK)}
@@ -284,12 +366,35 @@ def endpoint_dnat_flows(protocol: str, ep: Endpoint, layout: PipelineLayout) -> 
     return flows
 
 
+def _stateless_sctp_dnat_flows(ep: Endpoint, layout: PipelineLayout,
+                               cfg: ProxyFlowConfig) -> list[Flow]:
+    """Rewrite to the endpoint (and, when the frontend requires it, from the gateway
+    IP) with set_field, learning the association's reply flow first."""
+    match = {**_ip_proto_match("SCTP"), "reg3": _ip_int(ep.ip),
+             "reg4": ((1 << regs.EP_STATE.start) | ep.port, EP_STATE_MASK)}
+    to_ep = (ofpp.OFPActionSetField(ipv4_dst=ep.ip), ofpp.OFPActionSetField(sctp_dst=ep.port))
+    after = after_service_tables(layout)
+    flows = [Flow("EndpointDNAT", PRIORITY_NORMAL, match,
+                  actions=(learn_sctp_reply(ep, layout, cfg.learn_cookie, None), *to_ep),
+                  goto=after)]
+    if cfg.gateway_ip:
+        flows.append(Flow(
+            "EndpointDNAT", PRIORITY_NORMAL + 1,
+            {**match, **core.match_marks(regs.SNAT_REQUIRED.mark(1))},
+            actions=(learn_sctp_reply(ep, layout, cfg.learn_cookie, cfg.gateway_ip),
+                     *to_ep, ofpp.OFPActionSetField(ipv4_src=cfg.gateway_ip)),
+            goto=after))
+    return flows
+
+
 def group_for(gid: int, sp: ServicePort, endpoints: Iterable[Endpoint],
-              layout: PipelineLayout) -> Group:
+              layout: PipelineLayout, learn: bool | None = None) -> Group:
     # With affinity the bucket goes back to ServiceLB, whose learn flow remembers the
     # choice (a learn inside a dp_hash-selected bucket installed nothing, measured on
     # OVS 3.1) and then continues to EndpointDNAT.
-    state, then = (regs.EP_TO_LEARN, "ServiceLB") if sp.affinity_timeout else \
+    if learn is None:
+        learn = bool(sp.affinity_timeout)
+    state, then = (regs.EP_TO_LEARN, "ServiceLB") if learn else \
         (regs.EP_SELECTED, "EndpointDNAT")
     buckets = [Bucket((*_select_endpoint(ep, state.value), _resubmit(layout, then)),
                       weight=100) for ep in endpoints]
@@ -321,14 +426,17 @@ def service_port_flows(sp: ServicePort, cfg: ProxyFlowConfig, layout: PipelineLa
             flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match, actions=reject_actions()))
             continue
         gid = group_ids[group_key(sp, fe.external)]
-        groups[gid] = group_for(gid, sp, endpoints, layout)
-        if sp.affinity_timeout:
+        timeout = affinity_timeout(sp, cfg)
+        groups[gid] = group_for(gid, sp, endpoints, layout, learn=bool(timeout))
+        if timeout:
             flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
                               actions=(*marks, _resubmit(layout, "SessionAffinity")),
                               goto="EndpointDNAT"))
+            per_association = not sp.affinity_timeout
             flows.append(Flow("ServiceLB", PRIORITY_HIGH,
                               {**match, **core.match_marks(regs.EP_TO_LEARN)},
-                              actions=(learn_affinity(sp, layout, cfg.learn_cookie),
+                              actions=(learn_affinity(sp, layout, cfg.learn_cookie, timeout,
+                                                      per_association),
                                        regs.EP_SELECTED.load(),
                                        _resubmit(layout, "EndpointDNAT"))))
             flows.append(Flow("EndpointDNAT", PRIORITY_LOW,
@@ -373,6 +481,7 @@ def all_flows(ports: Iterable[ServicePort], cfg: ProxyFlowConfig, layout: Pipeli
               group_ids: Mapping[tuple[Any, ...], int]) -> tuple[list[Flow], list[Group]]:
     """Every Service flow and group for `ports` (frontends, groups, and one DNAT flow
     pair per distinct endpoint), excluding `initial_flows`."""
+    ports = list(ports)
     flows: list[Flow] = []
     groups: list[Group] = []
     endpoints: set[tuple[str, Endpoint]] = set()
@@ -382,7 +491,7 @@ def all_flows(ports: Iterable[ServicePort], cfg: ProxyFlowConfig, layout: Pipeli
         groups += g
         endpoints.update((sp.protocol, Endpoint(ep.ip, ep.port)) for ep in sp.endpoints)
     for protocol, ep in sorted(endpoints):
-        flows += endpoint_dnat_flows(protocol, ep, layout)
+        flows += endpoint_dnat_flows(protocol, ep, layout, cfg)
     return flows, groups
 
 

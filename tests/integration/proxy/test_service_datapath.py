@@ -110,6 +110,7 @@ class Node:
     proxier: Proxier | None = None
     pods: dict[str, PodInterface] = field(default_factory=dict)
     servers: list[subprocess.Popen] = field(default_factory=list)
+    sctp_served: set[str] = field(default_factory=set)
     created: list[str] = field(default_factory=list)
 
     def make_netns(self, what: str) -> str:
@@ -136,7 +137,8 @@ class Node:
         of.install_pipeline()
         of.install(initial_flows(cfg, LAYOUT), FEATURE)
         self.proxier = Proxier(of, LAYOUT, serviceflows.ProxyFlowConfig(
-            learn_cookie=of.cookie(PROXY)), conntrack=appctl_runner(str(self.ovs.run_dir)))
+            learn_cookie=of.cookie(PROXY), stateless_sctp=True),
+            conntrack=appctl_runner(str(self.ovs.run_dir)))
         self.conn.add_packet_in_handler(of.feature_id(PROXY), self.proxier.handle_packet_in)
         self.proxier.install_initial()
         for i, name in enumerate(("p1", "p2", "p3", "p4"), start=2):
@@ -163,6 +165,19 @@ class Node:
         proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER,
                                  host, str(PORT)], stdout=subprocess.PIPE, text=True)
         self.servers.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+    def serve_sctp(self, name: str) -> None:
+        """SCTP association set-up answered with the pod's IP (raw sockets: the kernel
+        here has no SCTP)."""
+        pod = self.pods[name]
+        if name in self.sctp_served:
+            return
+        proc = subprocess.Popen(["ip", "netns", "exec", pod.container_id, sys.executable,
+                                 "-c", SCTP_SERVER, pod.ips[0], str(PORT)],
+                                stdout=subprocess.PIPE, text=True)
+        self.servers.append(proc)
+        self.sctp_served.add(name)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
 
     def request(self, pod: str, proto: str, host: str, port: int = 80,
@@ -296,3 +311,90 @@ def test_new_connections_to_a_one_endpoint_service_reuse_datapath_flows(node: No
     node.ovs.appctl("dpif-netdev/pmd-stats-clear")
     assert node.request("p1", "tcp", CLUSTER_IP, count=30) == [p2] * 30
     assert _upcalls(node) < 10
+
+
+SCTP_SERVER = textwrap.dedent("""
+    import asyncio, sys
+    from antrea_lab.sctpinit import Responder
+    async def main():
+        responder = Responder([int(sys.argv[2])], sys.argv[1])
+        print("ready", flush=True)
+        await responder.run()
+    asyncio.run(main())
+""")
+
+SCTP_CLIENT = textwrap.dedent("""
+    import asyncio, sys
+    from antrea_lab.sctpinit import probe
+    async def main():
+        for _ in range(int(sys.argv[3])):
+            try:
+                print(await probe(sys.argv[1], int(sys.argv[2]), 3, int(sys.argv[4])))
+            except (OSError, TimeoutError) as exc:
+                print(f"error: {type(exc).__name__} {exc}")
+    asyncio.run(main())
+""")
+
+
+@pytest.fixture(scope="module")
+def sctp_servers(node: Node) -> None:
+    for name in ("p2", "p3"):
+        node.serve_sctp(name)
+
+
+def _sctp(node: Node, pod: str, host: str, count: int = 1, port: int = 80,
+          sport: int = 0) -> list[str]:
+    """One association set-up per count (each from a new random port unless sport)."""
+    out = run("ip", "netns", "exec", node.pods[pod].container_id, sys.executable, "-c",
+              SCTP_CLIENT, host, str(port), str(count), str(sport))
+    return out.splitlines()
+
+
+def test_sctp_cluster_ip_balances_associations_and_translates_both_ways(
+        node: Node, sctp_servers: None):
+    sync(node, service(node, "p2", "p3", protocol="SCTP"))
+    p2, p3 = node.pods["p2"].ips[0], node.pods["p3"].ips[0]
+    # Each INIT-ACK came back from the Service address and port with a valid CRC32c,
+    # naming the endpoint that answered; one client's associations spread over both.
+    answers = _sctp(node, "p1", CLUSTER_IP, count=20)
+    assert set(answers) == {p2, p3}, answers
+    # No conntrack NAT on this datapath (it would key by address pair): conntrack only
+    # saw the translated packets.
+    assert node.ovs is not None
+    dump = node.ovs.appctl("dpctl/dump-conntrack").stdout.splitlines()
+    sctp = [line for line in dump if line.startswith("sctp")]
+    assert sctp and not [line for line in sctp if f"dst={CLUSTER_IP}" in line], sctp
+
+
+def test_sctp_association_keeps_its_endpoint_while_endpoints_are_added(
+        node: Node, sctp_servers: None):
+    two = service(node, "p2", "p3", protocol="SCTP")
+    sync(node, two)
+    [first] = _sctp(node, "p1", CLUSTER_IP, sport=45001)
+    assert _sctp(node, "p1", CLUSTER_IP, count=5, sport=45001) == [first] * 5
+    node.serve_sctp("p4")
+    sync(node, service(node, "p2", "p3", "p4", protocol="SCTP"))
+    assert _sctp(node, "p1", CLUSTER_IP, count=5, sport=45001) == [first] * 5
+    # ... while new associations may use the new endpoint.
+    assert node.pods["p4"].ips[0] in _sctp(node, "p1", CLUSTER_IP, count=20)
+
+
+def test_sctp_service_without_endpoints_rejects(node: Node, sctp_servers: None):
+    sync(node, service(node, protocol="SCTP"))
+    started = time.monotonic()
+    assert _sctp(node, "p1", CLUSTER_IP) == ["error: ConnectionRefusedError port unreachable"]
+    assert time.monotonic() - started < 3
+
+
+def test_sctp_replies_of_two_frontend_ports_sharing_an_endpoint_port_get_their_own(
+        node: Node, sctp_servers: None):
+    """One client, one Service address, two ports to the same endpoint port: conntrack
+    keeps one entry for both (address pair), so only the per-association learned reply
+    flows can give each INIT-ACK its own source port back."""
+    a = service(node, "p2", protocol="SCTP")
+    b = replace(a, port_name="other", port=81)
+    sync(node, a, b)
+    p2 = node.pods["p2"].ips[0]
+    for _ in range(2):
+        assert _sctp(node, "p1", CLUSTER_IP, port=80) == [p2]
+        assert _sctp(node, "p1", CLUSTER_IP, port=81) == [p2]

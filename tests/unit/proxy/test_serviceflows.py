@@ -14,7 +14,7 @@ from antrea_core.agent.openflow.core_tables import core_tables
 from antrea_core.agent.openflow.flows import Flow, Group
 from antrea_core.agent.openflow.pipeline import PipelineLayout
 from antrea_proxy import serviceflows as sf
-from antrea_proxy.conntrack import flush_udp_endpoints, stale_udp_entries
+from antrea_proxy.conntrack import flush_endpoints, stale_entries
 from antrea_proxy.model import Endpoint, ServicePort
 from antrea_proxy.proxier import Proxier
 from antrea_proxy.reject import reject_reply
@@ -211,8 +211,9 @@ def test_proxier_sends_only_changes_and_flushes_udp_entries_of_removed_endpoints
 
 
 def test_stale_entries_are_only_udp_answered_by_the_removed_endpoint():
-    assert [e.sport for e in stale_udp_entries(CT_DUMP, [("10.244.1.3", 8080)])] == [40000]
-    assert flush_udp_endpoints(lambda a: "", 65520, []) == 0
+    stale = stale_entries(CT_DUMP, "UDP", [("10.244.1.3", 8080)])
+    assert [e.sport for e in stale] == [40000]
+    assert flush_endpoints(lambda a: "", 65520, "UDP", []) == 0
 
 
 def _frame(l4: Any, proto: int) -> bytes:
@@ -248,3 +249,73 @@ def test_sctp_and_udp_ports_match_their_own_destination_port_field():
         sp = port(protocol=protocol)
         [lb], _ = sf.service_port_flows(sp, CFG, LAYOUT, ids(sp))
         assert lb.match["ip_proto"] == proto and lb.match[field] == 80
+
+
+SCTP_DUMP = """\
+sctp,orig=(src=10.244.0.2,dst=10.96.0.20,sport=3868,dport=3868),reply=(src=10.244.1.3,dst=10.244.0.2,sport=3868,dport=3868),zone=65520,mark=19
+sctp,orig=(src=10.244.0.6,dst=10.96.0.20,sport=3868,dport=3868),reply=(src=10.244.1.4,dst=10.244.0.6,sport=3868,dport=3868),zone=65520,mark=19
+"""
+
+
+def test_stale_sctp_entries_are_those_answered_by_the_removed_endpoint():
+    # An association retrying from the same ports would keep a stale entry alive.
+    [stale] = stale_entries(SCTP_DUMP, "SCTP", [("10.244.1.3", 3868)])
+    assert (stale.src, stale.dst) == ("10.244.0.2", "10.96.0.20")
+    assert stale.flush_arg() == ("ct_nw_src=10.244.0.2,ct_nw_dst=10.96.0.20,ct_nw_proto=132,"
+                                 "ct_tp_src=3868,ct_tp_dst=3868")
+
+
+SCTP_CFG = replace(CFG, stateless_sctp=True, gateway_ip="10.244.0.1")
+
+
+def _sctp_port() -> ServicePort:
+    return port(protocol="SCTP", port_name="diameter", port=3868)
+
+
+def test_stateless_sctp_balances_each_association_and_remembers_its_endpoint():
+    sp = _sctp_port()
+    flows, [group] = sf.service_port_flows(sp, SCTP_CFG, LAYOUT, ids(sp, cfg=SCTP_CFG))
+    lb = [f for f in flows if f.table == "ServiceLB"]
+    [learn_flow] = [f for f in lb if actions_of(f, ofpp.NXActionLearn)]
+    [learn] = actions_of(learn_flow, ofpp.NXActionLearn)
+    # Keyed by the client's port too: one association, not one client.
+    assert ("sctp_src", "sctp_src") in {(m.src[0], m.dst[0]) for m in learn.specs
+                                        if isinstance(m.src, tuple)}
+    assert learn.idle_timeout == sf.SCTP_ASSOCIATION_IDLE_SECONDS
+    # Buckets go back to ServiceLB to learn the choice.
+    assert all(any(isinstance(a, ofpp.NXActionResubmitTable)
+                   and a.table_id == LAYOUT.table_id("ServiceLB") for a in b.actions)
+               for b in group.buckets)
+    # With conntrack doing SCTP (kernel datapath), nothing of this.
+    flows, _ = sf.service_port_flows(sp, CFG, LAYOUT, ids(sp))
+    assert not any(actions_of(f, ofpp.NXActionLearn) for f in flows)
+
+
+def test_stateless_sctp_dnat_rewrites_with_set_field_and_learns_the_reply():
+    flows = sf.endpoint_dnat_flows("SCTP", EP1, LAYOUT, SCTP_CFG)
+    assert not any(actions_of(f, ofpp.NXActionCT) for f in flows)
+    plain, masq = sorted(flows, key=lambda f: f.priority)
+    assert [(a.key, a.value) for a in actions_of(plain, ofpp.OFPActionSetField)] == [
+        ("ipv4_dst", EP1.ip), ("sctp_dst", EP1.port)]
+    assert ("ipv4_src", "10.244.0.1") in [
+        (a.key, a.value) for a in actions_of(masq, ofpp.OFPActionSetField)]
+    for flow in (plain, masq):
+        [learn] = actions_of(flow, ofpp.NXActionLearn)
+        assert learn.table_id == LAYOUT.table_id("SCTPReplies")
+    # The masqueraded association's reply is matched at the gateway IP and sent back to
+    # the client's address.
+    [learn] = actions_of(masq, ofpp.NXActionLearn)
+    loads = {m.dst[0] for m in learn.specs if isinstance(m, ofpp.NXFlowSpecLoad)}
+    assert loads == {"ipv4_src_nxm", "sctp_src", "ipv4_dst_nxm"}
+    # TCP keeps conntrack.
+    assert all(actions_of(f, ofpp.NXActionCT)
+               for f in sf.endpoint_dnat_flows("TCP", EP1, LAYOUT, SCTP_CFG))
+
+
+def test_replies_reach_the_learned_sctp_flows_only_where_sctp_is_stateless():
+    replies = [f for f in sf.initial_flows(LAYOUT, SCTP_CFG) if f.table == "SCTPReplyNAT"
+               and isinstance(f, Flow) and f.match]
+    [flow] = replies
+    assert flow.match["ip_proto"] == 132
+    assert not [f for f in sf.initial_flows(LAYOUT, CFG) if isinstance(f, Flow)
+                and f.table == "SCTPReplyNAT" and f.match]
