@@ -188,6 +188,45 @@ def test_client_ip_affinity_holds_across_many_connections(plab: ProxyLab):
         assert {a.hostname for a in answers} == {first.hostname}, (pod, answers)
 
 
+@pytest.mark.parametrize("node", ["@node1", "@node2"])
+def test_cluster_ip_from_the_node_reaches_endpoints_on_both_nodes(plab: ProxyLab, node: str):
+    """proxyAll replaces kube-proxy for the node's own processes too: ClusterIPs are
+    routed into antrea-gw0."""
+    answers = plab.probe(node, "tcp", f"{plab.cluster_ip('web')}:80", count=10)
+    assert all(a.ok for a in answers), (node, answers)
+    assert {a.hostname for a in answers} == {"web-1", "web-2"}, (node, answers)
+
+
+HTTPS_GET_VERSION = """
+import json, socket, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+with ctx.wrap_socket(socket.create_connection((sys.argv[1], 443), timeout=5)) as s:
+    s.sendall(b"GET /version HTTP/1.0\\r\\n\\r\\n")
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+print(json.loads(data.split(b"\\r\\n\\r\\n", 1)[1])["gitVersion"])
+"""
+
+
+@pytest.mark.parametrize("source", ["client-1", "@node1", "@node2"])
+def test_the_kubernetes_service_reaches_the_api_server_on_the_host_network(
+        plab: ProxyLab, source: str):
+    """An endpoint outside the pod network: from pods the reply returns through the
+    host's masquerade; from nodes OVS masquerades to the hairpin virtual IP so that the
+    host sends the reply back through OVS."""
+    if source.startswith("@"):
+        netns = plab.lab.netns(source[1:])
+    else:
+        netns = plab.lab.pod_netns(plab.api.read_namespaced_pod(source, NS).metadata.uid)
+    ip = plab.api.read_namespaced_service("kubernetes", "default").spec.cluster_ip
+    proc = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c",
+                           HTTPS_GET_VERSION, ip], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, (source, proc.stderr[-500:])
+    assert proc.stdout.strip().startswith("v1."), proc.stdout
+
+
 def _time_until(cond, timeout: float) -> float:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     while not cond():

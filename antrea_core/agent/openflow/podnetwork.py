@@ -263,11 +263,22 @@ def initial_flows(cfg: NodeNetworkConfig, layout: PipelineLayout) -> list[Flow |
         # L2: the gateway by its MAC.
         Flow("L2ForwardingCalc", PRIORITY_NORMAL, {"eth_dst": gw_mac},
              actions=_output_to(gw_port, regs.TO_GATEWAY), goto=GOTO_NEXT),
+        # From the host back to the host: only Service traffic DNAT-ed to an address
+        # beyond the pod network (host-network endpoints); a plain output to the
+        # ingress port would be refused.
+        Flow("Output", PRIORITY_NORMAL + 1,
+             {"in_port": gw_port, **regs.match_marks(regs.OUTPUT_TO_PORT, regs.TO_GATEWAY)},
+             actions=(ofpp.OFPActionOutput(ofp.OFPP_IN_PORT),)),
         Flow("Output", PRIORITY_NORMAL, regs.match_marks(regs.OUTPUT_TO_PORT),
              actions=(ofpp.NXActionOutputReg(
                  ofs_nbits=nicira_ext.ofs_nbits(regs.TARGET_OFPORT.start,
                                                 regs.TARGET_OFPORT.end),
                  src=regs.TARGET_OFPORT.reg, max_len=0),)),
+        # Routed packets (DNAT-ed Services) for beyond the pod network (host-network
+        # endpoints) go to the host, whatever MAC they arrived with (the host addresses
+        # Service IPs to the virtual next hop).
+        Flow("L3Forwarding", PRIORITY_LOWER - 1, regs.match_marks(regs.ROUTED),
+             actions=(_set(eth_dst=gw_mac),), goto="L3DecTTL"),
         # Anything L3Forwarding does not route is switched as addressed (pods address
         # everything outside their subnet to the gateway MAC); no TTL change since OVS
         # does not route it.

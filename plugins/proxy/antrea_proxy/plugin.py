@@ -63,14 +63,16 @@ class Plugin:
         cfg = context.config.antrea_proxy
         bridge = context.bridge
         gateway_ip = next(iter(gateway_ips(context.node.pod_cidrs)), "")
+        gateway_mac = ""
         if cfg.proxy_all:
             self.node_ports = HostNodePorts(context.config.host_gateway)
-            self.node_ports.install()
+            gateway_mac = self.node_ports.install()
         self.proxier = Proxier(
             bridge, context.layout,
             serviceflows.ProxyFlowConfig(node_ips=tuple(context.node.ips),
                                          proxy_all=bool(cfg.proxy_all),
                                          gateway_ip=gateway_ip if cfg.proxy_all else "",
+                                         gateway_mac=gateway_mac,
                                          learn_cookie=bridge.cookie(FEATURE),
                                          stateless_sctp=context.config.ovs_datapath_type
                                          == "netdev"),
@@ -143,7 +145,7 @@ class Plugin:
                 if self.node_ports is not None:
                     self.node_ports.sync(
                         ((p.protocol, p.node_port) for p in ports if p.node_port),
-                        {ip for p in ports for ip in p.external_ips})
+                        {ip for p in ports for ip in (*p.cluster_ips, *p.external_ips)})
             except Exception:
                 log.exception("service sync failed; retrying")
                 self._stop.wait(RETRY_SECONDS)

@@ -98,6 +98,7 @@ class ProxyFlowConfig:
     node_ips: tuple[str, ...] = ()  # NodePort frontends (proxyAll only)
     proxy_all: bool = False
     gateway_ip: str = ""  # masquerade address of NodePort traffic from the host
+    gateway_mac: str = ""  # proxyAll: tells Service traffic routed back to the host
     learn_cookie: int = 0  # cookie of learned SessionAffinity flows (our feature's)
     # The datapath's conntrack cannot track SCTP (OVS userspace): translate SCTP
     # Services without it (module docstring).
@@ -271,7 +272,7 @@ def _gateway_snat_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None,
     gw = cfg.gateway_ip
     established = ofpp.OFPActionSetField(ct_mark=(core.SERVICE_CONN.mask,
                                                   core.SERVICE_CONN.mask))
-    return [
+    return [*_host_hairpin_flows(layout, cfg, snat_next),
         Flow("ConntrackZone", PRIORITY_HIGH,
              {"eth_type": ether.ETH_TYPE_IP, "ipv4_dst": gw,
               "ct_state": core.ct_state(0, core.CT_TRK)},
@@ -289,6 +290,33 @@ def _gateway_snat_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None,
              {"eth_type": ether.ETH_TYPE_IP,
               "ct_state": core.ct_state(core.CT_TRK, core.CT_NEW | core.CT_RPL),
               **core.match_marks(regs.NEEDS_SNAT)},
+             actions=(_ct(regs.SNAT_ZONE, snat_next, nat=ofpp.NXActionNAT(flags=0)),)),
+    ]
+
+
+def _host_hairpin_flows(layout: PipelineLayout, cfg: ProxyFlowConfig, snat_next: int
+                        ) -> list[Flow | Group]:
+    """Service connections from the host whose endpoint is reached through the host
+    again (host network, outside the cluster): masquerade them to the hairpin virtual
+    IP, which the host routes back into antrea-gw0 (masquerading it to the node's
+    address on the way out); the gateway's SNAT would make the host drop the packet as
+    coming from its own address, and its replies would never come back to OVS.
+    Replies are un-SNAT-ed by UnSNAT like pods' hairpin."""
+    if not cfg.gateway_mac:
+        return []
+    match = {"eth_type": ether.ETH_TYPE_IP, "eth_dst": cfg.gateway_mac,
+             **core.match_marks(core.FROM_GATEWAY, core.SERVICE_CONN.mark(1))}
+    marks = core.SERVICE_CONN.mask | regs.HAIRPIN_CONN.mask
+    return [
+        Flow("SNAT", PRIORITY_HIGH,
+             {**match, "ct_state": core.ct_state(core.CT_NEW | core.CT_TRK)},
+             actions=(_ct(regs.SNAT_ZONE, snat_next, commit=True,
+                          nat=ofpp.NXActionNAT(flags=NX_NAT_F_SRC,
+                                               range_ipv4_min=regs.HAIRPIN_VIRTUAL_IP,
+                                               range_ipv4_max=regs.HAIRPIN_VIRTUAL_IP),
+                          exec_=[ofpp.OFPActionSetField(ct_mark=(marks, marks))]),)),
+        Flow("SNAT", PRIORITY_HIGH,
+             {**match, "ct_state": core.ct_state(core.CT_TRK, core.CT_NEW | core.CT_RPL)},
              actions=(_ct(regs.SNAT_ZONE, snat_next, nat=ofpp.NXActionNAT(flags=0)),)),
     ]
 

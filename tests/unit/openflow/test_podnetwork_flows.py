@@ -141,10 +141,16 @@ def test_l2_forwarding_loads_the_pods_ofport_into_reg1():
 
 
 def test_output_sends_to_the_port_in_reg1_only_when_a_port_was_chosen():
-    [flow] = in_table(initial_flows(CFG, LAYOUT), "Output")
+    flows = sorted(in_table(initial_flows(CFG, LAYOUT), "Output"), key=lambda f: f.priority)
+    flow, gateway_back = flows
     assert flow.match == {"reg0": (1 << 8, 1 << 8)}
     [action] = flow.actions
     assert isinstance(action, ofpp.NXActionOutputReg) and action.src == "reg1"
+    # From the gateway back to it (Services with host-network endpoints): OVS refuses a
+    # plain output to the ingress port.
+    assert gateway_back.match["in_port"] == CFG.gateway_ofport
+    [action] = gateway_back.actions
+    assert isinstance(action, ofpp.OFPActionOutput) and action.port == ofp.OFPP_IN_PORT
 
 
 def test_remote_node_flows_route_its_pod_cidr_into_the_tunnel_with_tun_dst():

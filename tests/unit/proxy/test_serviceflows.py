@@ -319,3 +319,21 @@ def test_replies_reach_the_learned_sctp_flows_only_where_sctp_is_stateless():
     assert flow.match["ip_proto"] == 132
     assert not [f for f in sf.initial_flows(LAYOUT, CFG) if isinstance(f, Flow)
                 and f.table == "SCTPReplyNAT" and f.match]
+
+
+def test_host_service_traffic_back_to_the_host_is_masqueraded_to_the_hairpin_ip():
+    cfg = replace(CFG, proxy_all=True, gateway_ip="10.244.0.1",
+                  gateway_mac="02:00:00:00:00:01")
+    back = [f for f in sf.initial_flows(LAYOUT, cfg) if isinstance(f, Flow)
+            and f.table == "SNAT" and f.match.get("eth_dst") == "02:00:00:00:00:01"]
+    new, established = sorted(back, key=lambda f: f.match["ct_state"][0], reverse=True)
+    [ct] = actions_of(new, ofpp.NXActionCT)
+    [nat] = [a for a in ct.actions if isinstance(a, ofpp.NXActionNAT)]
+    assert nat.range_ipv4_min == nat.range_ipv4_max == "169.254.0.253"
+    assert ct.zone_ofs_nbits == 0xFFF1 and ct.flags  # committed in the SNAT zone
+    assert new.match["reg0"] == (2, 0xF)  # from the gateway
+    [ct] = actions_of(established, ofpp.NXActionCT)
+    assert not ct.flags
+    # Without proxyAll's gateway facts: nothing.
+    assert not [f for f in sf.initial_flows(LAYOUT, CFG) if isinstance(f, Flow)
+                and f.table == "SNAT" and "eth_dst" in f.match]
