@@ -21,6 +21,7 @@ from kubernetes import client
 
 from antrea_lab import cluster
 from antrea_lab.labdir import LabDir
+from antrea_lab.node.topology import EXTERNAL_IP as OUTSIDE_IP  # the external netns
 
 pytestmark = pytest.mark.lab
 
@@ -339,3 +340,27 @@ def test_load_balancer_ingress_ip_reaches_endpoints_on_both_nodes(plab: ProxyLab
         time.sleep(0.5)
     assert all(a.ok for a in answers), (source, answers)
     assert {a.hostname for a in answers} == {"web-1", "web-2"}, (source, answers)
+
+
+LB_RESTRICTED_IP = "192.168.77.102"  # Service "web-lb-src": loadBalancerSourceRanges
+
+
+def test_load_balancer_source_ranges_admit_the_listed_source_only(plab: ProxyLab):
+    svc = _service("web-lb-src", {"app": "web"}, type="LoadBalancer",
+                   loadBalancerSourceRanges=[f"{OUTSIDE_IP}/32"])
+    plab.api.create_namespaced_service(NS, svc)
+    plab.api.patch_namespaced_service_status(
+        "web-lb-src", NS, {"status": {"loadBalancer": {"ingress": [{"ip": LB_RESTRICTED_IP}]}}})
+    subprocess.run(["ip", "-n", plab.lab.netns("external"), "route", "replace",
+                    LB_RESTRICTED_IP, "via", NODE_IPS["node2"]], check=True)
+    target = f"{LB_RESTRICTED_IP}:80"
+    deadline = time.monotonic() + 10
+    while not all(a.ok for a in plab.probe("@external", "tcp", target, count=4)):
+        assert time.monotonic() < deadline, "the listed source never got through"
+        time.sleep(0.5)
+    # A pod is not in the ranges: dropped, as kube-proxy drops it.
+    [blocked] = plab.probe("client-1", "tcp", target, timeout=2)
+    assert (blocked.ok, blocked.error) == (False, "timeout"), blocked
+    # The ranges restrict the LoadBalancer IP only: the ClusterIP still serves the pod.
+    [cluster] = plab.probe("client-1", "tcp", f"{plab.cluster_ip('web-lb-src')}:80")
+    assert cluster.ok, cluster

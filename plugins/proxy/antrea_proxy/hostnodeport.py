@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -37,21 +37,28 @@ NUD_PERMANENT = 0x80
 RTNH_F_ONLINK = 4  # the virtual next hop has no subnet on antrea-gw0
 
 
-def restore_input(ports: Iterable[tuple[str, int]]) -> str:
-    """iptables-restore input defining `CHAIN` for `ports` ((protocol, port))."""
+def restore_input(ports: Iterable[tuple[str, int]],
+                  addresses: Sequence[str] | None = None) -> str:
+    """iptables-restore input defining `CHAIN` for `ports` ((protocol, port)) on every
+    local address, or (`addresses`: nodePortAddresses' IPv4 CIDRs) only those within."""
     lines = ["*nat", f":{CHAIN} - [0:0]", f"-F {CHAIN}"]
+    within = [""] if addresses is None else [f"-d {cidr} " for cidr in addresses]
     for protocol, port in sorted(set(ports)):
         proto = protocol.lower()
-        lines.append(f"-A {CHAIN} -p {proto} -m addrtype --dst-type LOCAL -m {proto} "
-                     f"--dport {port} -j DNAT --to-destination {NODEPORT_VIRTUAL_IP}:{port}")
+        lines += [f"-A {CHAIN} {dst}-p {proto} -m addrtype --dst-type LOCAL -m {proto} "
+                  f"--dport {port} -j DNAT --to-destination {NODEPORT_VIRTUAL_IP}:{port}"
+                  for dst in within]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
 
 class HostNodePorts:
-    def __init__(self, gateway: str, netns: str | None = None) -> None:
+    def __init__(self, gateway: str, netns: str | None = None,
+                 addresses: Sequence[str] | None = None) -> None:
         self.gateway = gateway
         self.netns = netns
+        # nodePortAddresses' IPv4 CIDRs; None: every local address
+        self.addresses = None if addresses is None else tuple(addresses)
         self._ports: frozenset[tuple[str, int]] | None = None
         self._routes: frozenset[str] = frozenset()
 
@@ -95,7 +102,8 @@ class HostNodePorts:
         LoadBalancer) to route into the pipeline."""
         wanted = frozenset(ports)
         if wanted != self._ports:
-            self._run(["iptables-restore", "-w", "--noflush"], restore_input(wanted))
+            self._run(["iptables-restore", "-w", "--noflush"],
+                      restore_input(wanted, self.addresses))
             self._ports = wanted
             log.info("NodePort host rules synced ports=%d", len(wanted))
         self._sync_routes(frozenset(service_ips))

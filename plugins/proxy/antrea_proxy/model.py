@@ -44,6 +44,10 @@ class ServicePort:
     cluster_ips: tuple[str, ...]
     node_port: int | None = None
     external_ips: tuple[str, ...] = ()  # spec.externalIPs + LoadBalancer ingress IPs
+    # The LoadBalancer ingress IPs among external_ips, and who may reach them
+    # (spec.loadBalancerSourceRanges, IPv4 CIDRs; empty: everyone).
+    load_balancer_ips: tuple[str, ...] = ()
+    source_ranges: tuple[str, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()  # every ready endpoint, sorted
     affinity_timeout: int | None = None  # ClientIP affinity seconds, None: no affinity
     external_local: bool = False  # externalTrafficPolicy: Local
@@ -131,6 +135,20 @@ def _ipv4(ips: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _ipv4_cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
+    """Normalized IPv4 CIDRs; others are skipped (IPv6 is a gap; the API server has
+    validated the syntax)."""
+    out = []
+    for cidr in cidrs:
+        try:
+            net = ipaddress.ip_network(str(cidr).strip(), strict=False)
+        except ValueError:
+            continue
+        if net.version == 4:
+            out.append(str(net))
+    return tuple(dict.fromkeys(out))
+
+
 def _ready(endpoint: JSON) -> bool:
     # EndpointSlice semantics: a missing "ready" condition means ready.
     ready = (endpoint.get("conditions") or {}).get("ready")
@@ -168,9 +186,11 @@ def service_ports(svc: JSON, slices: Iterable[JSON], local_node: str,
     if not cluster_ips:
         return []  # headless: DNS only
     external = list(spec.get("externalIPs") or [])
+    lb_ips: tuple[str, ...] = ()
     if kind == "LoadBalancer" and proxy_load_balancer_ips:
         ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        external += [i.get("ip") for i in ingress]
+        lb_ips = _ipv4(i.get("ip") for i in ingress)
+        external += lb_ips
     affinity = None
     if spec.get("sessionAffinity") == "ClientIP":
         config = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
@@ -188,6 +208,9 @@ def service_ports(svc: JSON, slices: Iterable[JSON], local_node: str,
             protocol=protocol, port=int(p["port"]), cluster_ips=cluster_ips,
             node_port=int(node_port) if node_port else None,
             external_ips=_ipv4(external),
+            load_balancer_ips=lb_ips,
+            source_ranges=_ipv4_cidrs(spec.get("loadBalancerSourceRanges") or ()) if lb_ips
+            else (),
             endpoints=slice_endpoints(slices, name, protocol),
             affinity_timeout=affinity,
             external_local=spec.get("externalTrafficPolicy") == "Local",

@@ -13,9 +13,10 @@ among the feature flows (`ReplayOrder.FEATURES`: after policy, before pod forwar
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from antrea_core.agent.openflow.connection import ReplayOrder
@@ -64,12 +65,17 @@ class Plugin:
         bridge = context.bridge
         gateway_ip = next(iter(gateway_ips(context.node.pod_cidrs)), "")
         gateway_mac = ""
+        node_port_cidrs = [str(c) for c in cfg.node_port_addresses]
         if cfg.proxy_all:
-            self.node_ports = HostNodePorts(context.config.host_gateway)
+            v4 = [c for c in node_port_cidrs if ipaddress.ip_network(c, strict=False).version
+                  == 4]
+            self.node_ports = HostNodePorts(context.config.host_gateway,
+                                            addresses=v4 if node_port_cidrs else None)
             gateway_mac = self.node_ports.install()
         self.proxier = Proxier(
             bridge, context.layout,
-            serviceflows.ProxyFlowConfig(node_ips=tuple(context.node.ips),
+            serviceflows.ProxyFlowConfig(node_ips=node_port_ips(context.node.ips,
+                                                                node_port_cidrs),
                                          proxy_all=bool(cfg.proxy_all),
                                          gateway_ip=gateway_ip if cfg.proxy_all else "",
                                          gateway_mac=gateway_mac,
@@ -150,6 +156,14 @@ class Plugin:
                 log.exception("service sync failed; retrying")
                 self._stop.wait(RETRY_SECONDS)
                 self._dirty.set()
+
+
+def node_port_ips(ips: Iterable[str], cidrs: Iterable[str]) -> tuple[str, ...]:
+    """The node addresses that serve NodePorts: those within nodePortAddresses, or all
+    when it is empty."""
+    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    return tuple(ip for ip in ips
+                 if not nets or any(ipaddress.ip_address(ip) in n for n in nets))
 
 
 class _CatalogFeed:

@@ -47,6 +47,7 @@ from ServiceLB, whose flow then goes on to EndpointDNAT.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -113,11 +114,14 @@ class Frontend:
     port: int
     external: bool
     snat: bool = False  # masquerade to the gateway IP (traffic entering from the host)
+    source_ranges: tuple[str, ...] = ()  # only these sources (loadBalancerSourceRanges)
 
 
 def frontends(sp: ServicePort, cfg: ProxyFlowConfig) -> list[Frontend]:
     out = [Frontend(ip, sp.port, False) for ip in sp.cluster_ips]
-    out += [Frontend(ip, sp.port, True) for ip in sp.external_ips]
+    out += [Frontend(ip, sp.port, True,
+                     source_ranges=sp.source_ranges if ip in sp.load_balancer_ips else ())
+            for ip in sp.external_ips]
     if sp.node_port and cfg.proxy_all:
         # Pods reach NodePorts at the node IPs (their packets enter OVS anyway); the host
         # DNATs everything else to the virtual NodePort IP and routes it to antrea-gw0.
@@ -445,53 +449,71 @@ def service_port_flows(sp: ServicePort, cfg: ProxyFlowConfig, layout: PipelineLa
     flows: list[Flow] = []
     groups: dict[int, Group] = {}
     for fe in frontends(sp, cfg):
-        endpoints = sp.external_endpoints if fe.external else sp.internal_endpoints
-        match = frontend_match(sp.protocol, fe)
-        marks: tuple[Any, ...] = (core.ROUTED.load(),)
-        if fe.snat:
-            marks += (regs.SNAT_REQUIRED.mark(1).load(),)
-        if not endpoints:
-            flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match, actions=reject_actions()))
+        base = frontend_match(sp.protocol, fe)
+        if not fe.source_ranges:
+            _frontend_flows(sp, fe, base, cfg, layout, group_ids, flows, groups)
             continue
-        gid = group_ids[group_key(sp, fe.external)]
-        timeout = affinity_timeout(sp, cfg)
-        groups[gid] = group_for(gid, sp, endpoints, layout, learn=bool(timeout))
-        if timeout:
-            flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
-                              actions=(*marks, _resubmit(layout, "SessionAffinity")),
-                              goto="EndpointDNAT"))
-            per_association = not sp.affinity_timeout
-            flows.append(Flow("ServiceLB", PRIORITY_HIGH,
-                              {**match, **core.match_marks(regs.EP_TO_LEARN)},
-                              actions=(learn_affinity(sp, layout, cfg.learn_cookie, timeout,
-                                                      per_association),
-                                       regs.EP_SELECTED.load(),
-                                       _resubmit(layout, "EndpointDNAT"))))
-            flows.append(Flow("EndpointDNAT", PRIORITY_LOW,
-                              {**match, **core.match_marks(regs.EP_UNSELECTED)},
-                              actions=(ofpp.OFPActionGroup(gid),)))
-        elif len(endpoints) == 1:
-            # Nothing to choose: load the endpoint here. A select group costs every new
-            # connection either a datapath pass (dp_hash: hash, recirculate) or, with
-            # selection_method=hash, an upcall and a datapath flow of its own (the
-            # hashed 5-tuple becomes exact-match). The group stays installed, so a
-            # second endpoint only swaps this flow's actions.
-            flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
-                              actions=(*marks, *_select_endpoint(endpoints[0],
-                                                                 regs.EP_SELECTED.value)),
-                              goto="EndpointDNAT"))
-        else:
-            flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
-                              actions=(*marks, ofpp.OFPActionGroup(gid))))
-        if fe.external and not fe.snat and cfg.gateway_ip and not sp.external_local:
-            # An external/LoadBalancer IP reached from outside (routed in by the host):
-            # masquerade like NodePorts; pods reaching it keep their address.
-            gw_match = {**match, **core.match_marks(core.FROM_GATEWAY)}
-            flows += [replace(f, priority=PRIORITY_NORMAL + 1, match=gw_match,
-                              actions=(regs.SNAT_REQUIRED.mark(1).load(), *f.actions))
-                      for f in flows if f.table == "ServiceLB" and f.match == match
-                      and f.priority == PRIORITY_NORMAL]
+        # loadBalancerSourceRanges: the frontend's flows once per allowed source; any
+        # other source is dropped (as kube-proxy does).
+        flows.append(Flow("ServiceLB", PRIORITY_NORMAL - 1, base))
+        for cidr in fe.source_ranges:
+            net = ipaddress.ip_network(cidr)
+            match = {**base, "ipv4_src": (str(net.network_address), str(net.netmask))}
+            _frontend_flows(sp, fe, match, cfg, layout, group_ids, flows, groups)
     return flows, list(groups.values())
+
+
+def _frontend_flows(sp: ServicePort, fe: Frontend, match: dict[str, Any],
+                    cfg: ProxyFlowConfig, layout: PipelineLayout,
+                    group_ids: Mapping[tuple[Any, ...], int], flows: list[Flow],
+                    groups: dict[int, Group]) -> None:
+    """The ServiceLB (and affinity) flows of one frontend for packets matching `match`."""
+    endpoints = sp.external_endpoints if fe.external else sp.internal_endpoints
+    marks: tuple[Any, ...] = (core.ROUTED.load(),)
+    if fe.snat:
+        marks += (regs.SNAT_REQUIRED.mark(1).load(),)
+    if not endpoints:
+        flows.append(Flow("ServiceLB", PRIORITY_NORMAL, match, actions=reject_actions()))
+        return
+    gid = group_ids[group_key(sp, fe.external)]
+    timeout = affinity_timeout(sp, cfg)
+    groups[gid] = group_for(gid, sp, endpoints, layout, learn=bool(timeout))
+    own: list[Flow] = []
+    if timeout:
+        own.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
+                        actions=(*marks, _resubmit(layout, "SessionAffinity")),
+                        goto="EndpointDNAT"))
+        per_association = not sp.affinity_timeout
+        own.append(Flow("ServiceLB", PRIORITY_HIGH,
+                        {**match, **core.match_marks(regs.EP_TO_LEARN)},
+                        actions=(learn_affinity(sp, layout, cfg.learn_cookie, timeout,
+                                                per_association),
+                                 regs.EP_SELECTED.load(),
+                                 _resubmit(layout, "EndpointDNAT"))))
+        own.append(Flow("EndpointDNAT", PRIORITY_LOW,
+                        {**match, **core.match_marks(regs.EP_UNSELECTED)},
+                        actions=(ofpp.OFPActionGroup(gid),)))
+    elif len(endpoints) == 1:
+        # Nothing to choose: load the endpoint here. A select group costs every new
+        # connection either a datapath pass (dp_hash: hash, recirculate) or, with
+        # selection_method=hash, an upcall and a datapath flow of its own (the
+        # hashed 5-tuple becomes exact-match). The group stays installed, so a
+        # second endpoint only swaps this flow's actions.
+        own.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
+                        actions=(*marks, *_select_endpoint(endpoints[0],
+                                                           regs.EP_SELECTED.value)),
+                        goto="EndpointDNAT"))
+    else:
+        own.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
+                        actions=(*marks, ofpp.OFPActionGroup(gid))))
+    if fe.external and not fe.snat and cfg.gateway_ip and not sp.external_local:
+        # An external/LoadBalancer IP reached from outside (routed in by the host):
+        # masquerade like NodePorts; pods reaching it keep their address.
+        gw_match = {**match, **core.match_marks(core.FROM_GATEWAY)}
+        own += [replace(f, priority=PRIORITY_NORMAL + 1, match=gw_match,
+                        actions=(regs.SNAT_REQUIRED.mark(1).load(), *f.actions))
+                for f in own if f.table == "ServiceLB" and f.priority == PRIORITY_NORMAL]
+    flows += own
 
 
 def group_key(sp: ServicePort, external: bool) -> tuple[Any, ...]:

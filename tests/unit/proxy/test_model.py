@@ -85,3 +85,17 @@ def test_catalog_skips_other_proxies_services_and_skipped_services():
     assert {p.name for p in cat.service_ports()} == {"web"}
     cat.set_service(None, "ns/web")
     assert cat.service_ports() == []
+
+
+def test_load_balancer_source_ranges_apply_to_the_ingress_ips_only():
+    service = svc(type="LoadBalancer", externalIPs=["192.0.2.9"],
+                  loadBalancerSourceRanges=["203.0.113.7/24", "2001:db8::/64", " 10.1.0.0/16"])
+    service["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}
+    [http, _] = service_ports(service, [], "n1")
+    assert http.external_ips == ("192.0.2.9", "192.0.2.10")
+    assert http.load_balancer_ips == ("192.0.2.10",)
+    # Normalized; IPv6 ranges are a gap (IPv6 Services are not programmed).
+    assert http.source_ranges == ("203.0.113.0/24", "10.1.0.0/16")
+    # Without ingress IPs (or with proxyLoadBalancerIPs off) the ranges restrict nothing.
+    del service["status"]
+    assert service_ports(service, [], "n1")[0].source_ranges == ()

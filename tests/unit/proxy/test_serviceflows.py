@@ -337,3 +337,39 @@ def test_host_service_traffic_back_to_the_host_is_masqueraded_to_the_hairpin_ip(
     # Without proxyAll's gateway facts: nothing.
     assert not [f for f in sf.initial_flows(LAYOUT, CFG) if isinstance(f, Flow)
                 and f.table == "SNAT" and "eth_dst" in f.match]
+
+
+def test_load_balancer_source_ranges_admit_listed_sources_and_drop_the_others():
+    sp = port(external_ips=("192.0.2.9", "192.0.2.10"), load_balancer_ips=("192.0.2.10",),
+              source_ranges=("203.0.113.0/24", "10.1.0.0/16"))
+    flows, _ = sf.service_port_flows(sp, CFG, LAYOUT, ids(sp))
+    lb = [f for f in flows if f.table == "ServiceLB" and f.match["ipv4_dst"] == "192.0.2.10"]
+    admitted = {f.match["ipv4_src"] for f in lb if "ipv4_src" in f.match}
+    assert admitted == {("203.0.113.0", "255.255.255.0"), ("10.1.0.0", "255.255.0.0")}
+    assert all(actions_of(f, ofpp.OFPActionGroup) for f in lb if "ipv4_src" in f.match)
+    [drop] = [f for f in lb if "ipv4_src" not in f.match]
+    assert drop.actions == () and drop.goto is None
+    assert drop.priority < min(f.priority for f in lb if "ipv4_src" in f.match)
+    # The external IP and the ClusterIP are not restricted.
+    others = [f for f in flows if f.table == "ServiceLB" and f.match["ipv4_dst"] != "192.0.2.10"]
+    assert others and not any("ipv4_src" in f.match for f in others)
+
+
+def test_node_port_addresses_restrict_the_host_rules_and_the_pipeline_frontends():
+    from antrea_proxy.hostnodeport import restore_input
+    from antrea_proxy.plugin import node_port_ips
+
+    every = restore_input([("TCP", 30080)])
+    [rule] = [line for line in every.splitlines() if line.startswith("-A")]
+    assert "-d " not in rule and "--dst-type LOCAL" in rule and "--dport 30080" in rule
+    within = restore_input([("TCP", 30080), ("SCTP", 30081)], ["192.168.77.0/24", "10.9.0.0/16"])
+    rules = [line for line in within.splitlines() if line.startswith("-A")]
+    assert len(rules) == 4 and {r.split()[3] for r in rules} == {"192.168.77.0/24",
+                                                                  "10.9.0.0/16"}
+    assert any("-p sctp" in r and "-m sctp --dport 30081" in r for r in rules)
+    # nodePortAddresses listing only IPv6 CIDRs: no IPv4 address serves NodePorts.
+    assert not [line for line in restore_input([("TCP", 1)], []).splitlines()
+                if line.startswith("-A")]
+    assert node_port_ips(["192.168.77.11", "10.0.0.5"], ["192.168.77.0/24"]) == (
+        "192.168.77.11",)
+    assert node_port_ips(["192.168.77.11", "10.0.0.5"], []) == ("192.168.77.11", "10.0.0.5")
