@@ -364,3 +364,40 @@ def test_load_balancer_source_ranges_admit_the_listed_source_only(plab: ProxyLab
     # The ranges restrict the LoadBalancer IP only: the ClusterIP still serves the pod.
     [cluster] = plab.probe("client-1", "tcp", f"{plab.cluster_ip('web-lb-src')}:80")
     assert cluster.ok, cluster
+
+
+HEALTH_GET = """
+import json, sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+        print(r.status, r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+"""
+
+
+def test_health_check_node_ports_report_each_nodes_local_endpoints(plab: ProxyLab):
+    """What an external load balancer asks every node before sending it traffic for a
+    LoadBalancer Service with externalTrafficPolicy Local."""
+    for name, selector in (("web-hc", {"app": "web"}), ("none-hc", {"app": "nothing"})):
+        plab.api.create_namespaced_service(NS, _service(
+            name, selector, type="LoadBalancer", externalTrafficPolicy="Local"))
+    ports = {name: plab.api.read_namespaced_service(name, NS).spec.health_check_node_port
+             for name in ("web-hc", "none-hc")}
+    assert all(ports.values()), ports
+    want = {"web-hc": (200, 1), "none-hc": (503, 0)}
+    for node_ip in NODE_IPS.values():
+        for name, port in ports.items():
+            deadline = time.monotonic() + 10
+            while True:
+                out = subprocess.run(
+                    ["ip", "netns", "exec", plab.lab.netns("external"), sys.executable,
+                     "-c", HEALTH_GET, f"http://{node_ip}:{port}/"],
+                    capture_output=True, text=True, timeout=30).stdout
+                status, _, body = out.partition(" ")
+                if status.isdigit() or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)  # the agent has not opened the port yet
+            answer = json.loads(body)
+            assert (int(status), answer["localEndpoints"]) == want[name], (node_ip, name, out)
+            assert answer["service"] == {"namespace": NS, "name": name}

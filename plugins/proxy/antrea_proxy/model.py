@@ -48,6 +48,7 @@ class ServicePort:
     # (spec.loadBalancerSourceRanges, IPv4 CIDRs; empty: everyone).
     load_balancer_ips: tuple[str, ...] = ()
     source_ranges: tuple[str, ...] = ()
+    health_check_node_port: int | None = None  # LoadBalancer, externalTrafficPolicy Local
     endpoints: tuple[Endpoint, ...] = ()  # every ready endpoint, sorted
     affinity_timeout: int | None = None  # ClientIP affinity seconds, None: no affinity
     external_local: bool = False  # externalTrafficPolicy: Local
@@ -214,6 +215,8 @@ def service_ports(svc: JSON, slices: Iterable[JSON], local_node: str,
             endpoints=slice_endpoints(slices, name, protocol),
             affinity_timeout=affinity,
             external_local=spec.get("externalTrafficPolicy") == "Local",
+            health_check_node_port=int(spec["healthCheckNodePort"])
+            if kind == "LoadBalancer" and spec.get("healthCheckNodePort") else None,
             internal_local=spec.get("internalTrafficPolicy") == "Local",
             local_node=local_node))
     return out

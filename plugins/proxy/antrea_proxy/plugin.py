@@ -27,6 +27,7 @@ from antrea_core.k8s.resources import ENDPOINT_SLICES, SERVICES
 from antrea_core.plugins.hookspecs import hookimpl
 from antrea_proxy import serviceflows
 from antrea_proxy.conntrack import appctl_runner
+from antrea_proxy.healthcheck import HealthCheckServers, health_checks
 from antrea_proxy.hostnodeport import HostNodePorts
 from antrea_proxy.model import JSON, ServiceCatalog
 from antrea_proxy.proxier import FEATURE, Proxier
@@ -48,6 +49,7 @@ class Plugin:
         self.catalog: ServiceCatalog | None = None
         self.proxier: Proxier | None = None
         self.node_ports: HostNodePorts | None = None
+        self.health_checks: HealthCheckServers | None = None
         self._thread: threading.Thread | None = None
         self._informers: list[Informer] = []
         self._detach: list[Callable[[], None]] = []
@@ -72,6 +74,7 @@ class Plugin:
             self.node_ports = HostNodePorts(context.config.host_gateway,
                                             addresses=v4 if node_port_cidrs else None)
             gateway_mac = self.node_ports.install()
+            self.health_checks = HealthCheckServers()
         self.proxier = Proxier(
             bridge, context.layout,
             serviceflows.ProxyFlowConfig(node_ips=node_port_ips(context.node.ips,
@@ -109,6 +112,8 @@ class Plugin:
         for detach in self._detach:
             detach()
         self._detach.clear()
+        if self.health_checks is not None:
+            self.health_checks.close()
 
     # -- internals ------------------------------------------------------------------------
 
@@ -152,6 +157,8 @@ class Plugin:
                     self.node_ports.sync(
                         ((p.protocol, p.node_port) for p in ports if p.node_port),
                         {ip for p in ports for ip in (*p.cluster_ips, *p.external_ips)})
+                if self.health_checks is not None:
+                    self.health_checks.sync(health_checks(ports))
             except Exception:
                 log.exception("service sync failed; retrying")
                 self._stop.wait(RETRY_SECONDS)

@@ -183,6 +183,33 @@ def test_service_allocation_defaults_and_release(core: CoreV1Api):
     assert headless.spec.cluster_ip == "None"
 
 
+def test_local_load_balancer_gets_a_health_check_node_port_released_with_local(
+        core: CoreV1Api):
+    svc = core.create_namespaced_service("default", {
+        "metadata": {"name": "lb"},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                 "selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    check = svc.spec.health_check_node_port
+    assert 30000 <= check <= 32767 and check != svc.spec.ports[0].node_port
+    # A replace without the field keeps it; leaving Local releases it.
+    svc.spec.health_check_node_port = None
+    kept = core.replace_namespaced_service("lb", "default", svc)
+    assert kept.spec.health_check_node_port == check
+    cluster = core.patch_namespaced_service("lb", "default",
+                                            {"spec": {"externalTrafficPolicy": "Cluster"}})
+    assert cluster.spec.health_check_node_port is None
+    reuse = core.create_namespaced_service("default", {
+        "metadata": {"name": "np"},
+        "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": check}]}})
+    assert reuse.spec.ports[0].node_port == check
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_service("default", {
+            "metadata": {"name": "bad-check"},
+            "spec": {"type": "NodePort", "healthCheckNodePort": 31999,
+                     "ports": [{"port": 80}]}})
+    assert e.value.status == 422 and "spec.healthCheckNodePort" in e.value.body
+
+
 def test_service_ports_validation_names_the_field(core: CoreV1Api):
     with pytest.raises(ApiException) as e:
         core.create_namespaced_service("default", {

@@ -99,3 +99,10 @@ def test_load_balancer_source_ranges_apply_to_the_ingress_ips_only():
     # Without ingress IPs (or with proxyLoadBalancerIPs off) the ranges restrict nothing.
     del service["status"]
     assert service_ports(service, [], "n1")[0].source_ranges == ()
+
+
+def test_the_health_check_node_port_is_a_local_load_balancers():
+    service = svc(type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=31500)
+    assert {p.health_check_node_port for p in service_ports(service, [], "n1")} == {31500}
+    service["spec"]["type"] = "NodePort"
+    assert {p.health_check_node_port for p in service_ports(service, [], "n1")} == {None}

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +19,10 @@ from antrea_core.agent.openflow.flows import Flow, Group
 from antrea_core.agent.openflow.pipeline import PipelineLayout
 from antrea_proxy import serviceflows as sf
 from antrea_proxy.conntrack import flush_endpoints, stale_entries
+from antrea_proxy.healthcheck import HealthCheckServers, health_checks
+from antrea_proxy.hostnodeport import restore_input
 from antrea_proxy.model import Endpoint, ServicePort
+from antrea_proxy.plugin import node_port_ips
 from antrea_proxy.proxier import Proxier
 from antrea_proxy.reject import reject_reply
 
@@ -356,9 +363,6 @@ def test_load_balancer_source_ranges_admit_listed_sources_and_drop_the_others():
 
 
 def test_node_port_addresses_restrict_the_host_rules_and_the_pipeline_frontends():
-    from antrea_proxy.hostnodeport import restore_input
-    from antrea_proxy.plugin import node_port_ips
-
     every = restore_input([("TCP", 30080)])
     [rule] = [line for line in every.splitlines() if line.startswith("-A")]
     assert "-d " not in rule and "--dst-type LOCAL" in rule and "--dport 30080" in rule
@@ -373,3 +377,35 @@ def test_node_port_addresses_restrict_the_host_rules_and_the_pipeline_frontends(
     assert node_port_ips(["192.168.77.11", "10.0.0.5"], ["192.168.77.0/24"]) == (
         "192.168.77.11",)
     assert node_port_ips(["192.168.77.11", "10.0.0.5"], []) == ("192.168.77.11", "10.0.0.5")
+
+
+def test_health_checks_count_the_local_endpoints_of_each_local_load_balancer():
+    lb = port(name="lb")
+    checks = health_checks([
+        replace(lb, health_check_node_port=31001),
+        replace(lb, port_name="dns", protocol="UDP", health_check_node_port=31001),
+        replace(lb, name="away", endpoints=(EP2,), health_check_node_port=31002),
+        port(name="plain")])
+    assert {p: (c.name, c.local_endpoints) for p, c in checks.items()} == {
+        31001: ("lb", 1), 31002: ("away", 0)}  # EP1 is on n1, counted once
+    servers = HealthCheckServers("127.0.0.1")
+    try:
+        # Serve on free loopback ports standing in for the node ports.
+        free = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                free.append(s.getsockname()[1])
+        servers.sync({free[0]: checks[31001], free[1]: checks[31002]})
+        with urllib.request.urlopen(f"http://127.0.0.1:{free[0]}/", timeout=5) as r:
+            assert r.status == 200
+            assert json.loads(r.read()) == {"service": {"namespace": "ns", "name": "lb"},
+                                            "localEndpoints": 1, "serviceProxyHealthy": True}
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{free[1]}/", timeout=5)
+        assert e.value.code == 503
+        servers.sync({free[0]: checks[31001]})  # "away" gone: its server stops
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"http://127.0.0.1:{free[1]}/", timeout=5)
+    finally:
+        servers.close()

@@ -23,6 +23,13 @@ def _needs_node_ports(spec: Obj) -> bool:
     return spec.get("type") in ("NodePort", "LoadBalancer")
 
 
+def _needs_health_check_port(spec: Obj) -> bool:
+    """Kubernetes gives LoadBalancer Services with externalTrafficPolicy Local a
+    healthCheckNodePort (unless allocateLoadBalancerNodePorts is off and none is set,
+    which this lab does not model)."""
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
 def _port_key(p: dict[str, Any]) -> tuple[Any, Any]:
     return p.get("port"), p.get("protocol", "TCP")
 
@@ -60,6 +67,11 @@ class ServiceStrategy(Strategy):
                 and spec.get("type") != "ExternalName":
             spec["clusterIP"] = old_spec["clusterIP"]
             spec["clusterIPs"] = list(old_spec.get("clusterIPs") or [old_spec["clusterIP"]])
+        old_check = old_spec.get("healthCheckNodePort")
+        if _needs_health_check_port(spec) and not spec.get("healthCheckNodePort") and old_check:
+            spec["healthCheckNodePort"] = old_check
+        elif not _needs_health_check_port(spec) and spec.get("healthCheckNodePort") == old_check:
+            spec.pop("healthCheckNodePort", None)  # no longer Local: released on commit
         if _needs_node_ports(spec):
             old_ports = {_port_key(p): p.get("nodePort") for p in old_spec.get("ports") or []}
             for p in spec.get("ports") or []:
@@ -117,6 +129,11 @@ class ServiceStrategy(Strategy):
             if p.get("nodePort") and not _needs_node_ports(spec):
                 errs.append(FieldError(f"{path}.nodePort", "Forbidden: may not be used when "
                                        f"`type` is '{stype}'", "FieldValueForbidden"))
+        if spec.get("healthCheckNodePort") and not _needs_health_check_port(spec):
+            errs.append(FieldError("spec.healthCheckNodePort", "Invalid value: "
+                                   f"{spec['healthCheckNodePort']}: may only be set when "
+                                   "`type` is 'LoadBalancer' and `externalTrafficPolicy` is "
+                                   "'Local'"))
         if old is not None:
             old_ip = spec_of(old).get("clusterIP")
             new_ip = spec.get("clusterIP")
@@ -143,6 +160,12 @@ class ServiceStrategy(Strategy):
                                           name=name)
                 taken.append(got)
                 p["nodePort"] = got
+            want = spec.get("healthCheckNodePort")
+            if _needs_health_check_port(spec) and not (want and want in skip):
+                got = self.ports.allocate(want or None, field="spec.healthCheckNodePort",
+                                          name=name)
+                taken.append(got)
+                spec["healthCheckNodePort"] = got
         except Exception:
             for port in taken:
                 self.ports.release(port)
@@ -204,5 +227,9 @@ class ServiceStrategy(Strategy):
 
 
 def _node_ports(spec: Obj) -> set[int]:
-    return {p["nodePort"] for p in spec.get("ports") or []
+    """Every node port the Service holds: its ports' and its health check's."""
+    held = {p["nodePort"] for p in spec.get("ports") or []
             if isinstance(p, dict) and p.get("nodePort")}
+    if spec.get("healthCheckNodePort"):
+        held.add(spec["healthCheckNodePort"])
+    return held
