@@ -401,3 +401,43 @@ def test_health_check_node_ports_report_each_nodes_local_endpoints(plab: ProxyLa
             answer = json.loads(body)
             assert (int(status), answer["localEndpoints"]) == want[name], (node_ip, name, out)
             assert answer["service"] == {"namespace": NS, "name": name}
+
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+
+def _label_node(plab: ProxyLab, node: str, zone: str | None) -> None:
+    plab.api.patch_node(node, {"metadata": {"labels": {ZONE_LABEL: zone}}})
+
+
+def test_topology_hints_keep_traffic_in_the_clients_zone(plab: ProxyLab):
+    """A selector-less Service whose EndpointSlice carries zone hints (what the
+    EndpointSlice controller writes for topology-aware routing): each node uses only
+    the endpoints hinted for its zone, and all of them once it has no zone."""
+    pods = {p.metadata.name: p for p in plab.api.list_namespaced_pod(NS).items}
+    plab.api.create_namespaced_service(NS, {"metadata": {"name": "zoned"}, "spec": {
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+    plab.discovery.create_namespaced_endpoint_slice(NS, {
+        "metadata": {"name": "zoned-1", "labels": {
+            "kubernetes.io/service-name": "zoned",
+            "endpointslice.kubernetes.io/managed-by": "tests.antrea.io"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [pods[name].status.pod_ip], "nodeName": node,
+                       "conditions": {"ready": True},
+                       "hints": {"forZones": [{"name": zone}]}}
+                      for name, node, zone in (("web-1", "node1", "zone-a"),
+                                               ("web-2", "node2", "zone-b"))]})
+    target = f"{plab.cluster_ip('zoned')}:80"
+    try:
+        _label_node(plab, "node1", "zone-a")
+        _label_node(plab, "node2", "zone-b")
+        for client, backend in (("client-1", "web-1"), ("client-2", "web-2")):
+            _time_until(lambda c=client, b=backend: {
+                a.hostname for a in plab.probe(c, "tcp", target, count=8)} == {b}, 10)
+        _label_node(plab, "node1", None)  # node1 leaves its zone: every endpoint again
+        _time_until(lambda: {a.hostname for a in plab.probe(
+            "client-1", "tcp", target, count=12)} == {"web-1", "web-2"}, 10)
+    finally:
+        _label_node(plab, "node1", None)
+        _label_node(plab, "node2", None)

@@ -6,6 +6,11 @@ LoadBalancer IPs) and the endpoints that serve it, resolved through the Endpoint
 (which already carry named targetPorts as numbers). Traffic policies are applied here:
 `internal_endpoints` are what pod traffic to a ClusterIP may reach, `external_endpoints`
 what NodePort/LoadBalancer/external-IP traffic may reach.
+
+Topology-aware routing: where traffic policy is Cluster, a node in a zone (label
+`topology.kubernetes.io/zone`) uses only the endpoints hinted for its zone
+(`hints.forZones`, set by the EndpointSlice controller), provided every endpoint has
+hints and at least one is for this zone; otherwise all endpoints, as kube-proxy does.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 JSON = Mapping[str, Any]
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+ZONE_LABEL = "topology.kubernetes.io/zone"
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 
 
@@ -26,6 +32,7 @@ class Endpoint:
     ip: str
     port: int
     node: str | None = None  # the Node the endpoint runs on (None: unknown)
+    zones: tuple[str, ...] = ()  # hints.forZones (empty: no hint)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -54,6 +61,7 @@ class ServicePort:
     external_local: bool = False  # externalTrafficPolicy: Local
     internal_local: bool = False  # internalTrafficPolicy: Local
     local_node: str = ""
+    local_zone: str = ""  # this node's topology.kubernetes.io/zone
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -65,13 +73,21 @@ class ServicePort:
     def _local(self) -> tuple[Endpoint, ...]:
         return tuple(e for e in self.endpoints if e.node == self.local_node)
 
+    def _cluster(self) -> tuple[Endpoint, ...]:
+        """Endpoints for traffic policy Cluster, narrowed by topology hints."""
+        if not self.local_zone or not self.endpoints or \
+                not all(e.zones for e in self.endpoints):
+            return self.endpoints
+        in_zone = tuple(e for e in self.endpoints if self.local_zone in e.zones)
+        return in_zone or self.endpoints
+
     @property
     def internal_endpoints(self) -> tuple[Endpoint, ...]:
-        return self._local() if self.internal_local else self.endpoints
+        return self._local() if self.internal_local else self._cluster()
 
     @property
     def external_endpoints(self) -> tuple[Endpoint, ...]:
-        return self._local() if self.external_local else self.endpoints
+        return self._local() if self.external_local else self._cluster()
 
 
 @dataclass
@@ -80,6 +96,7 @@ class ServiceCatalog:
     model. Fed by the informers, read by the proxier; no locking (one writer thread)."""
 
     local_node: str
+    local_zone: str = ""
     service_proxy_name: str = ""
     skip_services: frozenset[str] = frozenset()
     proxy_load_balancer_ips: bool = True
@@ -91,6 +108,11 @@ class ServiceCatalog:
             self.services.pop(key, None)
         else:
             self.services[key] = obj
+
+    def set_node(self, obj: JSON | None, key: str) -> None:
+        """This node (the only one watched): its zone label."""
+        labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+        self.local_zone = str(labels.get(ZONE_LABEL, ""))
 
     def set_slice(self, obj: JSON | None, key: str) -> None:
         if obj is None:
@@ -110,7 +132,7 @@ class ServiceCatalog:
             if not self._proxied(key, svc):
                 continue
             out.extend(service_ports(svc, by_service.get(key, ()), self.local_node,
-                                     self.proxy_load_balancer_ips))
+                                     self.proxy_load_balancer_ips, self.local_zone))
         return out
 
     def _proxied(self, key: str, svc: JSON) -> bool:
@@ -171,13 +193,17 @@ def slice_endpoints(slices: Iterable[JSON], port_name: str, protocol: str
             for ep in obj.get("endpoints") or []:
                 if not _ready(ep):
                     continue
+                zones = tuple(sorted(str(z.get("name")) for z in
+                                     (ep.get("hints") or {}).get("forZones") or []
+                                     if z.get("name")))
                 for ip in _ipv4(ep.get("addresses") or []):
-                    found.add(Endpoint(ip, int(p["port"]), ep.get("nodeName")))
+                    found.add(Endpoint(ip, int(p["port"]), ep.get("nodeName"), zones))
     return tuple(sorted(found))
 
 
 def service_ports(svc: JSON, slices: Iterable[JSON], local_node: str,
-                  proxy_load_balancer_ips: bool = True) -> list[ServicePort]:
+                  proxy_load_balancer_ips: bool = True, local_zone: str = ""
+                  ) -> list[ServicePort]:
     """The `ServicePort`s of one Service (none for headless or ExternalName Services)."""
     meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
     kind = spec.get("type", "ClusterIP")
@@ -218,5 +244,5 @@ def service_ports(svc: JSON, slices: Iterable[JSON], local_node: str,
             health_check_node_port=int(spec["healthCheckNodePort"])
             if kind == "LoadBalancer" and spec.get("healthCheckNodePort") else None,
             internal_local=spec.get("internalTrafficPolicy") == "Local",
-            local_node=local_node))
+            local_node=local_node, local_zone=local_zone))
     return out

@@ -23,7 +23,7 @@ from antrea_core.agent.openflow.connection import ReplayOrder
 from antrea_core.agent.openflow.podnetwork import gateway_ips
 from antrea_core.k8s.informer import Informer, object_key
 from antrea_core.k8s.rawclient import RawClient
-from antrea_core.k8s.resources import ENDPOINT_SLICES, SERVICES
+from antrea_core.k8s.resources import ENDPOINT_SLICES, NODES, SERVICES
 from antrea_core.plugins.hookspecs import hookimpl
 from antrea_proxy import serviceflows
 from antrea_proxy.conntrack import appctl_runner
@@ -93,9 +93,12 @@ class Plugin:
             skip_services=frozenset(cfg.skip_services),
             proxy_load_balancer_ips=bool(cfg.proxy_load_balancer_ips))
         raw = RawClient(context.kube_api)
-        for resource, setter in ((SERVICES, ServiceCatalog.set_service),
-                                 (ENDPOINT_SLICES, ServiceCatalog.set_slice)):
-            informer = Informer(raw, resource)
+        for resource, setter, fields in (
+                (SERVICES, ServiceCatalog.set_service, None),
+                (ENDPOINT_SLICES, ServiceCatalog.set_slice, None),
+                # This node only: its zone label, for topology-aware routing.
+                (NODES, ServiceCatalog.set_node, f"metadata.name={context.node_name}")):
+            informer = Informer(raw, resource, field_selector=fields)
             informer.add_handler(_CatalogFeed(self, setter))
             self._informers.append(informer)
         self._thread = threading.Thread(target=self._run, name="antrea-proxy", daemon=True)
@@ -134,7 +137,7 @@ class Plugin:
     def _run(self) -> None:
         for informer in self._informers:
             informer.start()
-        # First sync only once both lists are in: Services seen before their
+        # First sync only once every list is in: Services seen before their
         # EndpointSlices would be programmed as having no endpoints (reject).
         for informer in self._informers:
             while not informer.wait_synced(RETRY_SECONDS):

@@ -106,3 +106,46 @@ def test_the_health_check_node_port_is_a_local_load_balancers():
     assert {p.health_check_node_port for p in service_ports(service, [], "n1")} == {31500}
     service["spec"]["type"] = "NodePort"
     assert {p.health_check_node_port for p in service_ports(service, [], "n1")} == {None}
+
+
+def _hinted(*endpoints: tuple[str, str, list[str] | None]) -> dict:
+    obj = eps("web")
+    obj["endpoints"] = [{"addresses": [ip], "nodeName": node,
+                         **({"hints": {"forZones": [{"name": z} for z in zones]}}
+                            if zones is not None else {})}
+                        for ip, node, zones in endpoints]
+    return obj
+
+
+def test_topology_hints_narrow_cluster_traffic_to_the_nodes_zone():
+    hinted = _hinted(("10.0.0.2", "n1", ["a"]), ("10.0.1.2", "n2", ["b"]),
+                     ("10.0.2.2", "n3", ["a", "c"]))
+    [http, _] = service_ports(svc(), [hinted], "n1", local_zone="a")
+    assert [e.ip for e in http.internal_endpoints] == ["10.0.0.2", "10.0.2.2"]
+    assert [e.ip for e in http.external_endpoints] == ["10.0.0.2", "10.0.2.2"]
+    assert len(http.endpoints) == 3  # all still known (e.g. for conntrack flushing)
+    # Traffic policy Local wins over hints.
+    [local, _] = service_ports(svc(internalTrafficPolicy="Local"), [hinted], "n2",
+                               local_zone="a")
+    assert [e.ip for e in local.internal_endpoints] == ["10.0.1.2"]
+
+
+@pytest.mark.parametrize("zone,endpoints", [
+    ("", [("10.0.0.2", "n1", ["a"]), ("10.0.1.2", "n2", ["b"])]),      # node has no zone
+    ("a", [("10.0.0.2", "n1", ["a"]), ("10.0.1.2", "n2", None)]),      # one without hints
+    ("z", [("10.0.0.2", "n1", ["a"]), ("10.0.1.2", "n2", ["b"])]),     # none for this zone
+])
+def test_topology_hints_are_ignored_unless_complete_and_usable(zone, endpoints):
+    [http, _] = service_ports(svc(), [_hinted(*endpoints)], "n1", local_zone=zone)
+    assert len(http.internal_endpoints) == 2
+
+
+def test_the_catalog_takes_its_zone_from_its_node():
+    catalog = ServiceCatalog(local_node="n1")
+    catalog.set_node({"metadata": {"name": "n1", "labels": {
+        "topology.kubernetes.io/zone": "a"}}}, "n1")
+    catalog.set_service(svc(), "ns/web")
+    catalog.set_slice(_hinted(("10.0.0.2", "n1", ["a"]), ("10.0.1.2", "n2", ["b"])),
+                      "ns/web-abc")
+    [http, _] = catalog.service_ports()
+    assert [e.ip for e in http.internal_endpoints] == ["10.0.0.2"]
