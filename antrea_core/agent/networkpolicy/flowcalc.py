@@ -246,7 +246,15 @@ def _tables_of(table: str) -> Tables:
     raise ValueError(f"not a NetworkPolicy table: {table}")
 
 
-def _established_states() -> list[dict[str, Any]]:
+# Protocols whose conntrack entries are per connection on every datapath: their later
+# request packets may skip the rules.
+_TRACKED_PER_CONNECTION = {
+    ether.ETH_TYPE_IP: (inet.IPPROTO_TCP, inet.IPPROTO_UDP, inet.IPPROTO_ICMP),
+    ether.ETH_TYPE_IPV6: (inet.IPPROTO_TCP, inet.IPPROTO_UDP, inet.IPPROTO_ICMPV6),
+}
+
+
+def _established_states(eth_type: int) -> list[dict[str, Any]]:
     """Conntrack states that skip the rules.
 
     A connection we commit (core ConntrackCommit) was allowed by every policy, so its
@@ -254,10 +262,15 @@ def _established_states() -> list[dict[str, Any]]:
     EndpointDNAT, *before* the policy tables: if policy then drops its first packet, a
     retransmission would be ``+est`` all the same. So for those (ct_mark SERVICE) only
     replies and related packets skip the rules; requests are evaluated every time.
+
+    Requests of other protocols are evaluated every time too: the userspace datapath
+    tracks them (SCTP included) per address pair, so one allowed association would
+    otherwise let a later one to any other port of the same peer through.
     """
     return [
-        {"ct_state": regs.ct_state(regs.CT_TRK, regs.CT_NEW),
-         **regs.match_marks(regs.NOT_SERVICE_CONN)},
+        *({"ct_state": regs.ct_state(regs.CT_TRK, regs.CT_NEW), "ip_proto": proto,
+           **regs.match_marks(regs.NOT_SERVICE_CONN)}
+          for proto in _TRACKED_PER_CONNECTION[eth_type]),
         {"ct_state": regs.ct_state(regs.CT_TRK | regs.CT_RPL, regs.CT_NEW)},
         {"ct_state": regs.ct_state(regs.CT_TRK | regs.CT_REL, regs.CT_NEW)},
     ]
@@ -276,7 +289,7 @@ def static_flows(gateway_ips: Iterable[str]) -> list[Flow]:
     """
     flows: list[Flow] = []
     for et in IP_FAMILIES:
-        for state in _established_states():
+        for state in _established_states(et):
             flows.append(Flow("EgressRule", PRIORITY_BYPASS, {"eth_type": et, **state},
                               goto="EgressMetric"))
             flows.append(Flow("IngressSecurityClassifier", PRIORITY_BYPASS,

@@ -3,6 +3,8 @@ is cheap, `ofproto/trace` for the rest (SCTP, ipBlocks, port ranges)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -241,3 +243,44 @@ def test_established_packets_skip_rules_except_service_requests(node: PolicyNode
                            extra=",ct_mark=0x10") == "drop"
     assert trace_to_server(node, "tcp", "10.99.0.1", PORT, ct="trk,est,rpl",
                            extra=",ct_mark=0x10") != "drop"
+
+
+SCTP_PROBE = """
+import asyncio, sys
+from antrea_lab.sctpinit import probe
+async def main():
+    for port in sys.argv[2:]:
+        try:
+            print(await probe(sys.argv[1], int(port), 1.5))
+        except (OSError, TimeoutError) as exc:
+            print(type(exc).__name__)
+asyncio.run(main())
+"""
+SCTP_SERVE = """
+import asyncio, sys
+from antrea_lab.sctpinit import Responder
+async def main():
+    responder = Responder([5000, 5001], "server")
+    print("ready", flush=True)
+    await responder.run()
+asyncio.run(main())
+"""
+
+
+def test_sctp_association_to_an_allowed_port_opens_no_other_port(node: PolicyNode):
+    """The userspace datapath tracks SCTP per address pair: after an allowed association
+    every later packet between the two pods is "established", so requests must still
+    meet the rules (real packets; the kernel here has no SCTP: raw-socket set-up)."""
+    server = node.pods["server"]
+    proc = subprocess.Popen(["ip", "netns", "exec", server.netns, sys.executable, "-c",
+                             SCTP_SERVE], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        apply(node, [np("sctp", ingress(services=(Service(L4Protocol.SCTP, 5000),)))], {})
+        out = subprocess.run(["ip", "netns", "exec", node.pods["client"].netns,
+                              sys.executable, "-c", SCTP_PROBE, server.ip, "5000", "5001",
+                              "5000"], capture_output=True, text=True, timeout=60).stdout
+        assert out.split() == ["server", "TimeoutError", "server"], out
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
