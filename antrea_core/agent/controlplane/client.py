@@ -57,18 +57,29 @@ def secure_channel(address: str, ca_pem: bytes, server_name: str | None) -> grpc
     return grpc.secure_channel(address, creds, options=channel_options(server_name))
 
 
+# (address, CA bundle) of the controller as it is now, or None when unknown.
+Resolver = Callable[[], tuple[str, bytes] | None]
+
+
 def _token(source: TokenSource) -> str:
     return source() if callable(source) else source
 
 
 class ControllerWatch:
-    """Streams `node_name`'s control-plane events into `handler` from a thread."""
+    """Streams `node_name`'s control-plane events into `handler` from a thread.
+
+    `resolve`, when given, is asked again for the controller's (address, CA) before each
+    reconnect: a rescheduled controller pod comes back at another address (and with
+    another CA when it generated its own), which the agent would otherwise never reach.
+    It returns None when it cannot tell (the old ones are kept).
+    """
 
     def __init__(self, address: str, ca_pem: bytes, token_source: TokenSource,
                  node_name: str, handler: PolicyEventHandler, *,
                  server_name: str | None = None, initial_backoff: float = INITIAL_BACKOFF,
-                 max_backoff: float = MAX_BACKOFF) -> None:
+                 max_backoff: float = MAX_BACKOFF, resolve: Resolver | None = None) -> None:
         self.address = address
+        self._resolve = resolve
         self.node_name = node_name
         self._ca_pem = ca_pem
         self._token_source = token_source
@@ -131,8 +142,28 @@ class ControllerWatch:
                          wait, self.node_name, self._version or "-")
                 self._stop.wait(wait)
                 delay = min(delay * 2, self._max_backoff)
+                if self._moved():
+                    channel.close()
+                    channel = secure_channel(self.address, self._ca_pem, self._server_name)
+                    stub = pb_grpc.ControlPlaneStub(channel)
         finally:
             channel.close()
+
+    def _moved(self) -> bool:
+        """Ask `resolve` where the controller is now; True when that changed."""
+        if self._resolve is None or self._stop.is_set():
+            return False
+        try:
+            found = self._resolve()
+        except Exception as exc:  # the API server may be down too: keep what we have
+            log.info("controller address not re-resolved node=%s err=%s", self.node_name, exc)
+            return False
+        if found is None or found == (self.address, self._ca_pem):
+            return False
+        log.warning("controller moved node=%s from=%s to=%s ca_changed=%s", self.node_name,
+                    self.address, found[0], found[1] != self._ca_pem)
+        self.address, self._ca_pem = found
+        return True
 
     def _stream_once(self, stub: pb_grpc.ControlPlaneStub) -> bool:
         """One Watch stream until it ends; True when it got in sync (reset backoff)."""

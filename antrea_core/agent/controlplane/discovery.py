@@ -163,6 +163,16 @@ def start_watch(api: kubernetes.client.ApiClient, node_name: str,
 
     found = discover(api, stop, timeout)
     watch = ControllerWatch(found.address, found.ca_pem, token_source(api), node_name,
-                            handler, server_name=found.server_name)
+                            handler, server_name=found.server_name,
+                            resolve=lambda: resolve_now(RawClient(api)))
     watch.start()
     return watch
+
+
+def resolve_now(raw: RawClient) -> tuple[str, bytes] | None:
+    """The controller's (address, CA) at this moment, or None while either is missing
+    (a restarting controller has no ready endpoint for a while)."""
+    address, ca = find_address(raw), read_ca(raw)
+    if address is None or ca is None:
+        return None
+    return ControllerEndpoint(address[0], address[1], ca).address, ca

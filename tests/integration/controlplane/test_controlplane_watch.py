@@ -22,6 +22,7 @@ from antrea_core.agent.controlplane.client import (
 from antrea_core.apis import controlplane_pb2 as pb
 from antrea_core.apis import controlplane_pb2_grpc as pb_grpc
 from antrea_core.apis.controlplane import EventType, ObjectKind
+from antrea_core.controller.server.service import ControlPlaneServer
 
 pytestmark = pytest.mark.integration
 SERVER_NAME = "antrea.kube-system.svc"
@@ -161,5 +162,33 @@ def test_client_started_before_server_converges_when_it_comes_up(controller):
         controller.restart_server(bookmark_interval=1.0)
         assert w.wait_synced(60)
         assert handler.snapshot() == expected_for(controller.store, NODE_B)
+    finally:
+        w.stop()
+
+
+def test_a_controller_back_at_another_address_is_found_again(controller):
+    """A rescheduled controller pod comes back elsewhere: the agent asks where it is
+    before each reconnect (discovery reads the Service's endpoints again)."""
+    populate(controller.store)
+    where = {"now": (controller.address, controller.tls.ca_pem)}
+    handler = RecordingHandler()
+    w = watch_for(controller, NODE_A, handler, resolve=lambda: where["now"])
+    try:
+        assert w.wait_synced(30)
+        controller.server.stop(grace=0)
+        wait_for(lambda: not w.connected, 30, "the client to notice the server is gone")
+        moved = ControlPlaneServer(controller.store, controller.authenticator,
+                                   (controller.tls.cert_pem, controller.tls.key_pem),
+                                   "127.0.0.1:0", bookmark_interval=1.0)
+        moved.start()
+        try:
+            controller.store.upsert(policy("p-moved", atg="atg-a"), A)
+            where["now"] = (f"127.0.0.1:{moved.port}", controller.tls.ca_pem)
+            wait_for(lambda: handler.snapshot() == expected_for(controller.store, NODE_A), 60,
+                     "node A to converge with the controller at its new address")
+            assert w.address == f"127.0.0.1:{moved.port}"
+        finally:
+            w.stop()
+            moved.stop()
     finally:
         w.stop()
