@@ -173,7 +173,8 @@ class Agent:
             self.pm, self.node.name, self.context.bridge,
             self.gateway.ips or gateway_ips(self.node.pod_cidrs),
             flush_datapath=(DatapathFlusher(cfg.ovs_run_dir)
-                            if cfg.ovs_datapath_type == "netdev" else None))
+                            if cfg.ovs_datapath_type == "netdev" else None),
+            layout=self.layout)
         if self.context.bridge is not None:  # feature plugins' flow hooks
             pluginflows.start(self.pm, getattr(self.plugins, "features", {}),
                               self.context.bridge, self.layout, self.context)

@@ -441,3 +441,29 @@ def test_topology_hints_keep_traffic_in_the_clients_zone(plab: ProxyLab):
     finally:
         _label_node(plab, "node1", None)
         _label_node(plab, "node2", None)
+
+
+def test_replies_reach_a_client_isolated_for_ingress_through_every_protocol(plab: ProxyLab):
+    """A client pod whose ingress is denied still gets the answers of its own Service
+    connections: TCP/UDP through conntrack, SCTP through the policy tables' own
+    association tracking (the reply is translated back after they saw it)."""
+    net = client.NetworkingV1Api(cluster.kube_client(plab.lab))
+    net.create_namespaced_network_policy(NS, {
+        "metadata": {"name": "client-1-no-ingress"},
+        "spec": {"podSelector": {"matchLabels": {"role": "client-1"}},
+                 "policyTypes": ["Ingress"]}})
+    plab.api.patch_namespaced_pod("client-1", NS, {"metadata": {"labels": {"role": "client-1"}}})
+    ip = plab.cluster_ip("web")
+    try:
+        # Isolated: a direct connection to client-1 is refused (policy in force) ...
+        target = plab.api.read_namespaced_pod("client-1", NS).status.pod_ip
+        _time_until(lambda: not plab.probe("client-2", "tcp", f"{target}:80",
+                                           timeout=1)[0].ok, 10)
+        # ... while its own Service connections get their answers, from both backends.
+        for proto, port in (("tcp", 80), ("udp", 5353), ("sctp", SCTP_PORT)):
+            answers = plab.probe("client-1", proto, f"{ip}:{port}", count=16)
+            assert all(a.ok for a in answers), (proto, answers)
+            assert {a.hostname for a in answers} == {"web-1", "web-2"}, (proto, answers)
+    finally:
+        net.delete_namespaced_network_policy("client-1-no-ingress", NS)
+        plab.api.patch_namespaced_pod("client-1", NS, {"metadata": {"labels": {"role": None}}})

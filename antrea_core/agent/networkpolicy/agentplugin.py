@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from antrea_core.agent.networkpolicy.controller import NetworkPolicyController
+from antrea_core.agent.openflow.pipeline import PipelineLayout
 from antrea_core.plugins.context import AgentContext, PodInterface
 from antrea_core.plugins.hookspecs import hookimpl
 
@@ -44,12 +45,14 @@ class PodEvents:
 
 def enable(pm: Any, node_name: str, bridge: Any | None,
            gateway_ips: Iterable[str],
-           flush_datapath: Callable[[], None] | None = None) -> NetworkPolicyController:
+           flush_datapath: Callable[[], None] | None = None,
+           layout: PipelineLayout | None = None) -> NetworkPolicyController:
     """Build the controller on the agent's bridge, register its pod hooks on `pm` and
     hook its replay into the bridge's OVS reconnects. No flow is installed until the
     watch client delivers a first snapshot. `flush_datapath` runs after each policy
     flow update (see `dpflush`)."""
-    controller = NetworkPolicyController(node_name, bridge, gateway_ips, flush_datapath)
+    controller = NetworkPolicyController(node_name, bridge, gateway_ips, flush_datapath,
+                                         layout)
     if bridge is None:
         log.warning("no OpenFlow bridge: NetworkPolicies will be computed, not enforced")
     else:

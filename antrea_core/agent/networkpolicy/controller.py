@@ -44,6 +44,7 @@ from antrea_core.agent.networkpolicy.rulecache import (
 )
 from antrea_core.agent.openflow.connection import ReplayOrder
 from antrea_core.agent.openflow.flows import Flow
+from antrea_core.agent.openflow.pipeline import PipelineLayout
 from antrea_core.apis.controlplane import (
     AddressGroup,
     AppliedToGroup,
@@ -115,7 +116,10 @@ class NetworkPolicyController:
 
     def __init__(self, node_name: str, bridge: Any | None,
                  gateway_ips: Iterable[str] = (),
-                 flush_datapath: Callable[[], None] | None = None) -> None:
+                 flush_datapath: Callable[[], None] | None = None,
+                 layout: PipelineLayout | None = None) -> None:
+        # The pipeline's table ids, for the SCTP association flows (none without it).
+        self.layout = layout
         # Called after policy flows changed in OVS (`dpflush.DatapathFlusher` on the
         # userspace datapath, whose cached flows can outlive a narrowed policy).
         self.flush_datapath = flush_datapath
@@ -236,7 +240,7 @@ class NetworkPolicyController:
         if self.bridge is None:
             self._installed_once = True
             return True
-        flows = [*flowcalc.static_flows(self.gateway_ips), *self.table.flows()]
+        flows = [*flowcalc.static_flows(self.gateway_ips, self.layout), *self.table.flows()]
         try:
             self.bridge.replace_feature_flows(FEATURE, flows)
         except Exception:
@@ -301,7 +305,7 @@ class NetworkPolicyController:
     def flows(self) -> list[Flow]:
         """The desired policy flows (static ones included)."""
         with self._lock:
-            return [*flowcalc.static_flows(self.gateway_ips), *self.table.flows()]
+            return [*flowcalc.static_flows(self.gateway_ips, self.layout), *self.table.flows()]
 
     def isolated(self, direction: Direction) -> frozenset[LocalPod]:
         return self._isolated[direction]

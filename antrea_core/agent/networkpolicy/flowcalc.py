@@ -38,7 +38,8 @@ from os_ken.ofproto import ofproto_v1_5_parser as ofpp
 from antrea_core.agent.networkpolicy.portmask import FULL_MASK, port_masks
 from antrea_core.agent.networkpolicy.rulecache import LocalPod, PortSpec, RuleUnit
 from antrea_core.agent.openflow import registers as regs
-from antrea_core.agent.openflow.flows import Flow
+from antrea_core.agent.openflow.flows import GOTO_NEXT, Flow
+from antrea_core.agent.openflow.pipeline import PipelineLayout
 from antrea_core.agent.openflow.registers import RegField
 from antrea_core.apis.controlplane import Direction, L4Protocol
 
@@ -53,6 +54,11 @@ PRIORITY_DEFAULT_DENY = 200
 # of the rule that allowed the packet, for metrics and for reading traces.
 EGRESS_RULE_ID = RegField("reg5", 0, 32)
 INGRESS_RULE_ID = RegField("reg6", 0, 32)
+# reg0 bits 10-19 are ours too: SCTP association tracking (`sctp_association_flows`).
+SCTP_CHECKED = RegField("reg0", 10, 1)  # looked up in SCTPAssociations
+SCTP_ASSOCIATED = RegField("reg0", 11, 1)  # ... and found: an allowed association's
+SCTP_ASSOCIATION_IDLE = 300
+PRIORITY_DEFAULT = 1
 
 IP_PROTO = {L4Protocol.TCP: inet.IPPROTO_TCP, L4Protocol.UDP: inet.IPPROTO_UDP,
             L4Protocol.SCTP: inet.IPPROTO_SCTP}
@@ -246,15 +252,7 @@ def _tables_of(table: str) -> Tables:
     raise ValueError(f"not a NetworkPolicy table: {table}")
 
 
-# Protocols whose conntrack entries are per connection on every datapath: their later
-# request packets may skip the rules.
-_TRACKED_PER_CONNECTION = {
-    ether.ETH_TYPE_IP: (inet.IPPROTO_TCP, inet.IPPROTO_UDP, inet.IPPROTO_ICMP),
-    ether.ETH_TYPE_IPV6: (inet.IPPROTO_TCP, inet.IPPROTO_UDP, inet.IPPROTO_ICMPV6),
-}
-
-
-def _established_states(eth_type: int) -> list[dict[str, Any]]:
+def _established_states() -> list[dict[str, Any]]:
     """Conntrack states that skip the rules.
 
     A connection we commit (core ConntrackCommit) was allowed by every policy, so its
@@ -263,21 +261,72 @@ def _established_states(eth_type: int) -> list[dict[str, Any]]:
     retransmission would be ``+est`` all the same. So for those (ct_mark SERVICE) only
     replies and related packets skip the rules; requests are evaluated every time.
 
-    Requests of other protocols are evaluated every time too: the userspace datapath
-    tracks them (SCTP included) per address pair, so one allowed association would
-    otherwise let a later one to any other port of the same peer through.
+    SCTP packets looked up in SCTPAssociations (`sctp_association_flows`) carry
+    `SCTP_CHECKED` and never skip on conntrack state.
     """
+    unchecked = regs.match_marks(SCTP_CHECKED.mark(0))
     return [
-        *({"ct_state": regs.ct_state(regs.CT_TRK, regs.CT_NEW), "ip_proto": proto,
-           **regs.match_marks(regs.NOT_SERVICE_CONN)}
-          for proto in _TRACKED_PER_CONNECTION[eth_type]),
-        {"ct_state": regs.ct_state(regs.CT_TRK | regs.CT_RPL, regs.CT_NEW)},
-        {"ct_state": regs.ct_state(regs.CT_TRK | regs.CT_REL, regs.CT_NEW)},
+        {"ct_state": regs.ct_state(regs.CT_TRK, regs.CT_NEW),
+         **regs.match_marks(regs.NOT_SERVICE_CONN), **unchecked},
+        {"ct_state": regs.ct_state(regs.CT_TRK | regs.CT_RPL, regs.CT_NEW), **unchecked},
+        {"ct_state": regs.ct_state(regs.CT_TRK | regs.CT_REL, regs.CT_NEW), **unchecked},
     ]
 
 
-def static_flows(gateway_ips: Iterable[str]) -> list[Flow]:
-    """Flows that do not depend on any policy.
+def sctp_association_flows(layout: PipelineLayout) -> list[Flow]:
+    """SCTP associations tracked by the policy tables themselves.
+
+    The userspace datapath's conntrack tracks SCTP per address pair (no ports), so its
+    states say nothing about an association: after one allowed association every later
+    packet between the two pods, to any port and in either direction, would look
+    established (a hole), and which side counts as "reply" depends on who spoke first
+    (false drops). Instead, like a reflexive ACL: every SCTP packet that leaves the
+    policy tables allowed (SCTPAssociationLearn, after IngressMetric) learns its reverse
+    4-tuple into SCTPAssociations; EgressRule looks each SCTP packet up there once
+    (resubmit, then re-enters itself with `SCTP_CHECKED` set) and packets of a known
+    association skip the rules in both directions; any other SCTP packet meets them,
+    whatever its conntrack state. An association is forgotten after
+    `SCTP_ASSOCIATION_IDLE` seconds without packets (SCTP heartbeats come every 30 s).
+    IPv4 only (IPv6 SCTP keeps the conntrack-state bypass).
+    """
+    sctp = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": inet.IPPROTO_SCTP}
+    associated = {**sctp, **regs.match_marks(SCTP_ASSOCIATED.mark(1))}
+    lookup = (SCTP_CHECKED.mark(1).load(), _resubmit(layout, "SCTPAssociations"),
+              _resubmit(layout, "EgressRule"))
+    learn = ofpp.NXActionLearn(
+        table_id=layout.table_id("SCTPAssociations"), idle_timeout=SCTP_ASSOCIATION_IDLE,
+        priority=PRIORITY_RULE, cookie=0, specs=[
+            ofpp.NXFlowSpecMatch(src=ether.ETH_TYPE_IP, dst=("eth_type_nxm", 0), n_bits=16),
+            ofpp.NXFlowSpecMatch(src=inet.IPPROTO_SCTP, dst=("ip_proto_nxm", 0), n_bits=8),
+            ofpp.NXFlowSpecMatch(src=("ipv4_dst_nxm", 0), dst=("ipv4_src_nxm", 0),
+                                 n_bits=32),
+            ofpp.NXFlowSpecMatch(src=("ipv4_src_nxm", 0), dst=("ipv4_dst_nxm", 0),
+                                 n_bits=32),
+            ofpp.NXFlowSpecMatch(src=("sctp_dst", 0), dst=("sctp_src", 0), n_bits=16),
+            ofpp.NXFlowSpecMatch(src=("sctp_src", 0), dst=("sctp_dst", 0), n_bits=16),
+            ofpp.NXFlowSpecLoad(src=1, dst=(SCTP_ASSOCIATED.reg, SCTP_ASSOCIATED.start),
+                                n_bits=1),
+        ])
+    return [
+        Flow("EgressRule", PRIORITY_BYPASS + 2, associated, goto="EgressMetric"),
+        Flow("EgressRule", PRIORITY_BYPASS + 1,
+             {**sctp, **regs.match_marks(SCTP_CHECKED.mark(0))}, actions=lookup),
+        Flow("IngressSecurityClassifier", PRIORITY_BYPASS + 2, associated,
+             goto="IngressMetric"),
+        Flow("SCTPAssociationLearn", PRIORITY_RULE, sctp, actions=(learn,), goto=GOTO_NEXT),
+        Flow("SCTPAssociations", PRIORITY_DEFAULT, {}),  # resubmit-only: a miss returns
+    ]
+
+
+def _resubmit(layout: PipelineLayout, table: str) -> Any:
+    # NXAST_RESUBMIT_TABLE's in_port is an OpenFlow 1.0 port: 0xfff8 = "the packet's".
+    return ofpp.NXActionResubmitTable(in_port=0xFFF8, table_id=layout.table_id(table))
+
+
+def static_flows(gateway_ips: Iterable[str], layout: PipelineLayout | None = None
+                 ) -> list[Flow]:
+    """Flows that do not depend on any policy (SCTP association tracking needs the
+    pipeline `layout`: its flows resubmit by table id).
 
     * Packets of established connections (and related ones, e.g. ICMP errors) pass
       without evaluation: only ``+new`` packets meet rules (but see
@@ -287,9 +336,9 @@ def static_flows(gateway_ips: Iterable[str]) -> list[Flow]:
     * Kubelet probes: new connections from the node itself (through antrea-gw0, with
       the gateway's IP as source) to local pods skip ingress rules, as Antrea does.
     """
-    flows: list[Flow] = []
+    flows: list[Flow] = sctp_association_flows(layout) if layout is not None else []
     for et in IP_FAMILIES:
-        for state in _established_states(et):
+        for state in _established_states():
             flows.append(Flow("EgressRule", PRIORITY_BYPASS, {"eth_type": et, **state},
                               goto="EgressMetric"))
             flows.append(Flow("IngressSecurityClassifier", PRIORITY_BYPASS,

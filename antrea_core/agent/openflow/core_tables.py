@@ -24,7 +24,7 @@ POD_NETWORKING = (
     TableSpec("L3DecTTL", Stage.POST_ROUTING, rank=10),
     TableSpec("L2ForwardingCalc", Stage.SWITCHING, rank=10),
     TableSpec("ConntrackCommit", Stage.CONNTRACK, rank=10),
-    TableSpec("Output", Stage.OUTPUT, rank=10),
+    TableSpec("Output", Stage.OUTPUT, rank=10, missing="drop"),
 )
 
 NETWORK_POLICY = (
@@ -35,6 +35,10 @@ NETWORK_POLICY = (
     TableSpec("IngressRule", Stage.INGRESS_SECURITY, rank=20),
     TableSpec("IngressDefaultRule", Stage.INGRESS_SECURITY, rank=30),
     TableSpec("IngressMetric", Stage.INGRESS_SECURITY, rank=40),
+    # SCTP associations (networkpolicy.flowcalc.sctp_association_flows): learned after
+    # the policy tables allowed a packet; looked up (resubmit only) from EgressRule.
+    TableSpec("SCTPAssociationLearn", Stage.INGRESS_SECURITY, rank=50),
+    TableSpec("SCTPAssociations", Stage.OUTPUT, rank=90),
 )
 
 

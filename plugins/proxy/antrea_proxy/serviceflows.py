@@ -16,11 +16,14 @@ Tables (PreRouting unless said otherwise), in packet order::
                            that learns a freshly selected endpoint
     EndpointDNAT           one flow per endpoint: ct(commit, nat(dst=ep)) in the core
                            zone, ct_mark SERVICE; with affinity, misses select here
-    SCTPReplyNAT           stateless SCTP only (below): SCTP packets resubmit to
+    SCTPReplyNAT (Switching)  stateless SCTP only (below): SCTP packets resubmit to
                            SCTPReplies, then go on
-    SCTPReplies            learned flows, one per association: its replies get the
+    SCTPReplies (Switching)   learned flows, one per association: its replies get the
                            frontend back as source (and the client as destination when
-                           the request was masqueraded); reached only by resubmit
+                           the request was masqueraded); reached only by resubmit.
+                           After the policy tables, so that NetworkPolicy sees replies
+                           as the endpoint sent them (the tuple its association
+                           tracking learned from the translated request)
     SNAT (PostRouting)     hairpin connections: ct(commit, nat(src=virtual IP));
                            connections from the host (proxyAll): nat(src=gateway IP)
 
@@ -74,8 +77,8 @@ TABLES = (
     TableSpec("SessionAffinity", Stage.PRE_ROUTING, rank=20),
     TableSpec("ServiceLB", Stage.PRE_ROUTING, rank=30),
     TableSpec("EndpointDNAT", Stage.PRE_ROUTING, rank=40),
-    TableSpec("SCTPReplyNAT", Stage.PRE_ROUTING, rank=50),
-    TableSpec("SCTPReplies", Stage.PRE_ROUTING, rank=55),
+    TableSpec("SCTPReplyNAT", Stage.SWITCHING, rank=20),
+    TableSpec("SCTPReplies", Stage.SWITCHING, rank=25),
     TableSpec("SNAT", Stage.POST_ROUTING, rank=30),
 )
 
@@ -225,9 +228,16 @@ def tables() -> list[TableSpec]:
 
 
 def after_service_tables(layout: PipelineLayout) -> str:
+    following = layout.table("EndpointDNAT").next_table
+    if following is None:
+        raise ValueError("EndpointDNAT is the last table: no pipeline after Services")
+    return following
+
+
+def _after_sctp_replies(layout: PipelineLayout) -> str:
     following = layout.table("SCTPReplies").next_table
     if following is None:
-        raise ValueError("SCTPReplies is the last table: no pipeline after Services")
+        raise ValueError("SCTPReplies is the last table")
     return following
 
 
@@ -256,7 +266,7 @@ def initial_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None = None
 
 
 def _sctp_reply_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None) -> list[Flow | Group]:
-    after = after_service_tables(layout)
+    after = _after_sctp_replies(layout)
     flows: list[Flow | Group] = [Flow("SCTPReplyNAT", PRIORITY_DEFAULT, {}, goto=after)]
     if cfg is not None and cfg.stateless_sctp:
         flows.append(Flow("SCTPReplyNAT", PRIORITY_NORMAL, _ip_proto_match("SCTP"),

@@ -155,7 +155,8 @@ class PolicyNode:
         self.conn.start(timeout=10)
         self.of = OFBridge(LAYOUT, self.conn)
         self.install_pod_networking()
-        self.policy = NetworkPolicyController(NODE_NAME, self.of, (self.gateway_ip,))
+        self.policy = NetworkPolicyController(NODE_NAME, self.of, (self.gateway_ip,),
+                                              layout=LAYOUT)
         self.policy.attach_replay(self.conn)
 
     def install_pod_networking(self) -> None:

@@ -260,27 +260,60 @@ SCTP_SERVE = """
 import asyncio, sys
 from antrea_lab.sctpinit import Responder
 async def main():
-    responder = Responder([5000, 5001], "server")
+    responder = Responder([5000, 5001], sys.argv[1])
     print("ready", flush=True)
     await responder.run()
 asyncio.run(main())
 """
 
 
-def test_sctp_association_to_an_allowed_port_opens_no_other_port(node: PolicyNode):
-    """The userspace datapath tracks SCTP per address pair: after an allowed association
-    every later packet between the two pods is "established", so requests must still
-    meet the rules (real packets; the kernel here has no SCTP: raw-socket set-up)."""
-    server = node.pods["server"]
-    proc = subprocess.Popen(["ip", "netns", "exec", server.netns, sys.executable, "-c",
-                             SCTP_SERVE], stdout=subprocess.PIPE, text=True)
+def _sctp_serve(node: PolicyNode, pod: str) -> subprocess.Popen:
+    proc = subprocess.Popen(["ip", "netns", "exec", node.pods[pod].netns, sys.executable,
+                             "-c", SCTP_SERVE, pod], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _sctp_probe(node: PolicyNode, src: str, dst: str, *ports: int) -> list[str]:
+    return subprocess.run(["ip", "netns", "exec", node.pods[src].netns, sys.executable, "-c",
+                           SCTP_PROBE, node.pods[dst].ip, *map(str, ports)],
+                          capture_output=True, text=True, timeout=60).stdout.split()
+
+
+def test_sctp_policies_hold_per_association_not_per_address_pair(node: PolicyNode):
+    """The userspace datapath tracks SCTP per address pair, so conntrack states say
+    nothing about an association: after one allowed association, another port must
+    still be refused, and the isolated pod's own association to the client (the
+    reverse direction of the pair) must not pass as a reply (real packets; the kernel
+    here has no SCTP: raw-socket set-up)."""
+    procs = [_sctp_serve(node, "server"), _sctp_serve(node, "client")]
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        apply(node, [np("sctp", ingress(services=(Service(L4Protocol.SCTP, 5000),)))], {})
-        out = subprocess.run(["ip", "netns", "exec", node.pods["client"].netns,
-                              sys.executable, "-c", SCTP_PROBE, server.ip, "5000", "5001",
-                              "5000"], capture_output=True, text=True, timeout=60).stdout
-        assert out.split() == ["server", "TimeoutError", "server"], out
+        apply(node, [np("sctp", ingress(services=(Service(L4Protocol.SCTP, 5000),)),
+                        types=(PolicyType.INGRESS, PolicyType.EGRESS))], {})
+        assert _sctp_probe(node, "client", "server", 5000, 5001, 5000) == [
+            "server", "TimeoutError", "server"]
+        # server is isolated for egress with no egress rule: its own association to the
+        # client is refused, though the client already has one to it.
+        assert _sctp_probe(node, "server", "client", 5000) == ["TimeoutError"]
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_sctp_replies_of_an_allowed_association_pass_whoever_spoke_first(node: PolicyNode):
+    """Conntrack's entry for the pair was opened by the server (then not isolated):
+    the client's later association to it must still get its answers."""
+    procs = [_sctp_serve(node, "server"), _sctp_serve(node, "client")]
+    try:
+        apply(node, [], {})
+        assert _sctp_probe(node, "server", "client", 5000) == ["client"]
+        apply(node, [np("iso", ingress(services=(Service(L4Protocol.SCTP, 5000),)),
+                        atg="client", types=(PolicyType.INGRESS,))], {})
+        # client is isolated for ingress: the server's INIT-ACKs are replies of the
+        # client's own association, in the direction conntrack calls "original".
+        assert _sctp_probe(node, "client", "server", 5000) == ["server"]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -1,7 +1,9 @@
 """The model every case runs against, as upstream's netpol suite defines it.
 
 Namespaces x, y, z (label ns=<name>), pods a, b, c in each (label pod=<name>), each pod
-serving TCP and UDP on ports 80 and 81 with named container ports serve-<port>-<proto>.
+serving TCP, UDP and SCTP on ports 80 and 81 with named container ports
+serve-<port>-<proto> (upstream gates SCTP behind a feature; the lab's workload speaks
+the SCTP association set-up over raw sockets where the kernel has no SCTP).
 Pods are spread so that every node holds one pod of every namespace and every namespace
 spans every node: each case exercises same-node and cross-node enforcement.
 """
@@ -13,7 +15,7 @@ from typing import Any
 NAMESPACES = ("x", "y", "z")
 POD_NAMES = ("a", "b", "c")
 PORTS = (80, 81)
-PROTOCOLS = ("tcp", "udp")
+PROTOCOLS = ("tcp", "udp", "sctp")
 NODES = ("node1", "node2", "node3")
 
 # Latin square: namespace i, pod j on node (i + j) mod 3.

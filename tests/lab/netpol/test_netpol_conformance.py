@@ -1,7 +1,7 @@
 """Kubernetes NetworkPolicy conformance in the lab, after upstream's e2e netpol suite.
 
-Every case starts from the model (x, y, z x a, b, c; TCP/UDP 80/81; everything
-connected), creates its policies, and asserts the whole 9 x 9 matrix for the four
+Every case starts from the model (x, y, z x a, b, c; TCP/UDP/SCTP 80/81; everything
+connected), creates its policies, and asserts the whole 9 x 9 matrix for the six
 (protocol, port) pairs, retried until it matches or the deadline passes; the fixture
 then deletes the policies, restores the labels and waits for the bare model again.
 Expected matrices are written by hand from default-allow plus explicit expectations.
@@ -78,7 +78,7 @@ def test_without_policies_every_pod_reaches_every_pod_on_tcp_and_udp_80_81(np):
         assert not r.mismatches(rnd.observed, rnd.errors), r.report(rnd.observed, rnd.errors)
     rtts = sorted(x for rnd in rounds for x in rnd.rtt_ms)
     probes = sum(len(t.cells()) for t in rounds[0].observed.values())
-    np.note(f"full matrix (9x8 pairs x TCP/UDP x 80/81 = {probes} probes): "
+    np.note(f"full matrix (9x8 pairs x TCP/UDP/SCTP x 80/81 = {probes} probes): "
             f"{', '.join(f'{rnd.seconds:.3f}s' for rnd in rounds)} per round; "
             f"rtt median {rtts[len(rtts) // 2]:.1f} ms, max {rtts[-1]:.1f} ms")
 
@@ -288,9 +288,10 @@ def test_udp_only_rule_does_not_admit_tcp(np):
     np.expect(r, "x/a ingress UDP on any port")
 
 
-def test_an_sctp_rule_is_not_mistaken_for_tcp_or_udp(np):
+def test_an_sctp_rule_admits_sctp_80_only(np):
     np.create_policy("x", "sctp-80", ingress_to_xa({"ports": [{"port": 80, "protocol": "SCTP"}]}))
-    np.expect(blocked_to_xa_except(), "x/a ingress SCTP/80 only: TCP and UDP blocked")
+    r = blocked_to_xa_except().expect("*", "x/a", ok=True, proto="sctp", port=80)
+    np.expect(r, "x/a ingress SCTP/80 only: TCP, UDP and SCTP/81 blocked")
 
 
 def test_udp_81_rule_admits_only_udp_81(np):

@@ -26,7 +26,8 @@ def test_model_pods_name_their_ports_like_upstream():
     ports = pod_manifest("y/b")["spec"]["containers"][0]["ports"]
     assert {(p["name"], p["containerPort"], p["protocol"]) for p in ports} == {
         ("serve-80-tcp", 80, "TCP"), ("serve-80-udp", 80, "UDP"),
-        ("serve-81-tcp", 81, "TCP"), ("serve-81-udp", 81, "UDP")}
+        ("serve-80-sctp", 80, "SCTP"), ("serve-81-tcp", 81, "TCP"),
+        ("serve-81-udp", 81, "UDP"), ("serve-81-sctp", 81, "SCTP")}
 
 
 def test_later_expectations_override_earlier_ones_per_combo():

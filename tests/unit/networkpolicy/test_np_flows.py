@@ -8,6 +8,7 @@ import pytest
 from np_fakes import NODE, Pod, RecordingBridge, ag, atg, member, policy, rule
 from os_ken.ofproto import ofproto_v1_5_parser as ofpp
 
+from antrea_core.agent.networkpolicy import flowcalc
 from antrea_core.agent.networkpolicy.controller import NetworkPolicyController
 from antrea_core.agent.networkpolicy.flowcalc import (
     PRIORITY_RULE,
@@ -275,3 +276,27 @@ def test_every_policy_flow_encodes_for_ovs():
     of = OFBridge(LAYOUT, conn=None)  # type: ignore[arg-type]
     msgs, _ = of.compile(ctl.flows(), "network-policy")
     assert len(msgs) == len(ctl.flows()) > 20
+
+
+def test_sctp_packets_are_tracked_per_association_by_the_policy_tables():
+    flows = flowcalc.static_flows(["10.10.0.1"], LAYOUT)
+    sctp = [f for f in flows if f.match.get("ip_proto") == 132]
+    lookup = next(f for f in sctp if f.table == "EgressRule" and f.actions)
+    resubmits = [a.table_id for a in lookup.actions
+                 if isinstance(a, ofpp.NXActionResubmitTable)]
+    # Look the packet up once, then walk EgressRule again with the answer.
+    assert resubmits == [LAYOUT.table_id("SCTPAssociations"), LAYOUT.table_id("EgressRule")]
+    assert lookup.match["reg0"] == (0, 1 << 10) and lookup.goto is None
+    bypass = {f.table: f for f in sctp if f.goto in ("EgressMetric", "IngressMetric")}
+    assert set(bypass) == {"EgressRule", "IngressSecurityClassifier"}
+    assert all(f.match["reg0"] == (1 << 11, 1 << 11) for f in bypass.values())
+    assert all(f.priority > lookup.priority for f in bypass.values())
+    [learn_flow] = [f for f in sctp if f.table == "SCTPAssociationLearn"]
+    [learn] = learn_flow.actions
+    assert learn.table_id == LAYOUT.table_id("SCTPAssociations") and learn.cookie == 0
+    # Conntrack-state bypasses only for packets not looked up (never SCTP ones).
+    states = [f for f in flows if "ct_state" in f.match]
+    assert states and all(f.match["reg0"] == (0, 1 << 10) for f in states)
+    # Without the layout (no bridge): no SCTP tracking at all.
+    assert not [f for f in flowcalc.static_flows(["10.10.0.1"]) if
+                f.match.get("ip_proto") == 132]

@@ -82,7 +82,7 @@ def test_goto_backwards_or_past_the_last_table_is_refused_naming_the_flow():
     with pytest.raises(PipelineError, match="backwards"):
         bridge().compile([Flow("Output", 1, goto="Classifier")], "pod-networking")
     with pytest.raises(PipelineError, match="last table"):
-        bridge().compile([Flow("Output", 1, goto=GOTO_NEXT)], "pod-networking")
+        bridge().compile([Flow("SCTPAssociations", 1, goto=GOTO_NEXT)], "pod-networking")
     with pytest.raises(PipelineError, match="no table named Nope"):
         bridge().compile([Flow("Nope", 1)], "pod-networking")
 
@@ -124,7 +124,8 @@ def test_table_miss_flows_follow_each_tables_missing_setting():
     assert all(f.priority == 0 and not f.match and not f.actions for f in misses.values())
     assert misses["SpoofGuard"].goto is None  # missing="drop"
     assert misses["ConntrackZone"].goto == GOTO_NEXT
-    assert misses["Output"].goto is None  # last table of the IP pipeline
+    assert misses["Output"].goto is None  # missing="drop": nothing follows the output
+    assert misses["SCTPAssociations"].goto is None  # last table of the IP pipeline
     assert misses["PipelineRootClassifier"].goto is None  # root: no next table
     mod = compiled(misses["ConntrackZone"], "pipeline")
     assert mod.instructions[0].table_id == LAYOUT.table_id("ConntrackState")
