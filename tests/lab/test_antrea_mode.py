@@ -404,9 +404,21 @@ def test_a_tcp_stream_across_nodes_survives_killing_and_restarting_both_agents(a
                                                        "ports": [{"containerPort": 80}]}]}})
     late = [wait_for(lambda n=name: _running_pod(api, n), 60, f"{name} running", every=0.3)
             for name in ("late1", "late2")]
-    results = probe.probe_from(probe.pod_endpoints(antrea_lab, [a1])[0],
-                               [f"{p.status.pod_ip}:80" for p in late], "tcp", 3)
-    assert all(ok for ok, _ in results.values()), results
+    targets = [f"{p.status.pod_ip}:80" for p in late]
+    source = probe.pod_endpoints(antrea_lab, [a1])[0]
+    # "Running" means the echo server's process started, not that it listens yet (a
+    # busy machine takes a moment): a refused connection already proves the path, so
+    # retry briefly until it answers.
+    last: dict = {}
+
+    def answered() -> bool:
+        last.update(probe.probe_from(source, targets, "tcp", 3))
+        return all(ok for ok, _ in last.values())
+
+    deadline = time.monotonic() + 15
+    while not answered():
+        assert time.monotonic() < deadline, last
+        time.sleep(0.5)
 
 
 def _running_pod(api: client.CoreV1Api, name: str) -> client.V1Pod | None:
