@@ -304,7 +304,7 @@ def test_external_traffic_policy_local_serves_each_node_port_from_that_node(
         assert all(a.ok and a.hostname == backend for a in answers), (node, answers)
 
 
-@pytest.mark.parametrize("source", ["@external", "client-1", "client-2"])
+@pytest.mark.parametrize("source", ["@external", "client-1", "client-2", "@node1"])
 def test_external_ip_reaches_endpoints_on_both_nodes(plab: ProxyLab, source: str):
     answers = plab.probe(source, "tcp", f"{EXTERNAL_IP}:80", count=10)
     assert all(a.ok for a in answers), (source, answers)
@@ -321,7 +321,7 @@ def test_internal_traffic_policy_local_keeps_pod_traffic_on_its_node(plab: Proxy
 LB_IP = "192.168.77.101"  # status.loadBalancer.ingress of Service "web-lb"
 
 
-@pytest.mark.parametrize("source", ["@external", "client-1", "client-2"])
+@pytest.mark.parametrize("source", ["@external", "client-1", "client-2", "@node1"])
 def test_load_balancer_ingress_ip_reaches_endpoints_on_both_nodes(plab: ProxyLab, source: str):
     if not any(s.metadata.name == "web-lb" for s in plab.api.list_namespaced_service(NS).items):
         plab.api.create_namespaced_service(NS, _service("web-lb", {"app": "web"},
