@@ -1,8 +1,9 @@
 """Kubernetes NetworkPolicy conformance in the lab, after upstream's e2e netpol suite.
 
 Every case starts from the model (x, y, z x a, b, c; TCP/UDP/SCTP 80/81; everything
-connected), creates its policies, and asserts the whole 9 x 9 matrix for the six
-(protocol, port) pairs, retried until it matches or the deadline passes; the fixture
+connected), creates its policies, and asserts the whole 9 x 9 matrix for the TCP and
+UDP (protocol, port) pairs (SCTP too in the cases that name it), retried until it
+matches or the deadline passes; the fixture
 then deletes the policies, restores the labels and waits for the bare model again.
 Expected matrices are written by hand from default-allow plus explicit expectations.
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
 from netpol.harness import NetpolCluster
-from netpol.model import POD_KEYS
+from netpol.model import ALL_COMBOS, EVERY_COMBO, POD_KEYS, Combo
 from netpol.reachability import Reachability
 
 pytestmark = pytest.mark.lab
@@ -24,8 +26,8 @@ pytestmark = pytest.mark.lab
 LABEL_CONVERGENCE_BUDGET = 2.0  # seconds, issue 5's criterion
 
 
-def allow_all() -> Reachability:
-    return Reachability(POD_KEYS)
+def allow_all(combos: Iterable[Combo] = ALL_COMBOS) -> Reachability:
+    return Reachability(POD_KEYS, combos=combos)
 
 
 def sel(**labels: str) -> dict[str, Any]:
@@ -47,8 +49,9 @@ def ingress_to_xa(*rules: dict[str, Any]) -> dict[str, Any]:
     return {"podSelector": sel(pod="a"), "policyTypes": ["Ingress"], "ingress": list(rules)}
 
 
-def blocked_to_xa_except(*sources: str) -> Reachability:
-    r = allow_all().expect("*", "x/a", ok=False)
+def blocked_to_xa_except(*sources: str, combos: Iterable[Combo] = ALL_COMBOS
+                         ) -> Reachability:
+    r = allow_all(combos).expect("*", "x/a", ok=False)
     for src in sources:
         r.expect(src, "x/a", ok=True)
     return r
@@ -69,11 +72,11 @@ def converge(np: NetpolCluster, what: str, change: Any, reach: Reachability,
 
 # -- no policy --------------------------------------------------------------------------
 
-def test_without_policies_every_pod_reaches_every_pod_on_tcp_and_udp_80_81(np):
-    r = allow_all()
+def test_without_policies_every_pod_reaches_every_pod_on_tcp_udp_and_sctp_80_81(np):
+    r = allow_all(EVERY_COMBO)
     rounds = [np.expect(r, "no policy").round]
     # Steady state: no probe lost either (1 s: a loaded machine may be slow, not lossy).
-    rounds += [np.probe_once(timeout=1.0) for _ in range(2)]
+    rounds += [np.probe_once(EVERY_COMBO, timeout=1.0) for _ in range(2)]
     for rnd in rounds[1:]:
         assert not r.mismatches(rnd.observed, rnd.errors), r.report(rnd.observed, rnd.errors)
     rtts = sorted(x for rnd in rounds for x in rnd.rtt_ms)
@@ -290,7 +293,8 @@ def test_udp_only_rule_does_not_admit_tcp(np):
 
 def test_an_sctp_rule_admits_sctp_80_only(np):
     np.create_policy("x", "sctp-80", ingress_to_xa({"ports": [{"port": 80, "protocol": "SCTP"}]}))
-    r = blocked_to_xa_except().expect("*", "x/a", ok=True, proto="sctp", port=80)
+    r = blocked_to_xa_except(combos=EVERY_COMBO).expect("*", "x/a", ok=True, proto="sctp",
+                                                         port=80)
     np.expect(r, "x/a ingress SCTP/80 only: TCP, UDP and SCTP/81 blocked")
 
 
