@@ -38,7 +38,7 @@ from os_ken.ofproto import ofproto_v1_5_parser as ofpp
 from antrea_core.agent.networkpolicy.portmask import FULL_MASK, port_masks
 from antrea_core.agent.networkpolicy.rulecache import LocalPod, PortSpec, RuleUnit
 from antrea_core.agent.openflow import registers as regs
-from antrea_core.agent.openflow.flows import GOTO_NEXT, Flow
+from antrea_core.agent.openflow.flows import GOTO_NEXT, Flow, resubmit
 from antrea_core.agent.openflow.pipeline import PipelineLayout
 from antrea_core.agent.openflow.registers import RegField
 from antrea_core.apis.controlplane import Direction, L4Protocol
@@ -291,8 +291,8 @@ def sctp_association_flows(layout: PipelineLayout) -> list[Flow]:
     """
     sctp = {"eth_type": ether.ETH_TYPE_IP, "ip_proto": inet.IPPROTO_SCTP}
     associated = {**sctp, **regs.match_marks(SCTP_ASSOCIATED.mark(1))}
-    lookup = (SCTP_CHECKED.mark(1).load(), _resubmit(layout, "SCTPAssociations"),
-              _resubmit(layout, "EgressRule"))
+    lookup = (SCTP_CHECKED.mark(1).load(), resubmit(layout, "SCTPAssociations"),
+              resubmit(layout, "EgressRule"))
     learn = ofpp.NXActionLearn(
         table_id=layout.table_id("SCTPAssociations"), idle_timeout=SCTP_ASSOCIATION_IDLE,
         priority=PRIORITY_RULE, cookie=0, specs=[
@@ -316,11 +316,6 @@ def sctp_association_flows(layout: PipelineLayout) -> list[Flow]:
         Flow("SCTPAssociationLearn", PRIORITY_RULE, sctp, actions=(learn,), goto=GOTO_NEXT),
         Flow("SCTPAssociations", PRIORITY_DEFAULT, {}),  # resubmit-only: a miss returns
     ]
-
-
-def _resubmit(layout: PipelineLayout, table: str) -> Any:
-    # NXAST_RESUBMIT_TABLE's in_port is an OpenFlow 1.0 port: 0xfff8 = "the packet's".
-    return ofpp.NXActionResubmitTable(in_port=0xFFF8, table_id=layout.table_id(table))
 
 
 def static_flows(gateway_ips: Iterable[str], layout: PipelineLayout | None = None

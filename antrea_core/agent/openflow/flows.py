@@ -10,9 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from os_ken.ofproto import nx_actions  # noqa: F401  (registers NX actions on the parser)
+from os_ken.ofproto import ofproto_v1_5_parser as ofpp
+
+if TYPE_CHECKING:
+    from antrea_core.agent.openflow.pipeline import PipelineLayout
 
 GOTO_NEXT = "__next__"  # goto the table after this one in its pipeline
+OFPP10_IN_PORT = 0xFFF8  # NXAST_RESUBMIT_TABLE's in_port is an OpenFlow 1.0 port
+
+
+def resubmit(layout: PipelineLayout, table: str) -> Any:
+    """The action running `table` on the packet (with its own in_port) and coming back:
+    how a flow consults a table of learned flows, which cannot `goto` on."""
+    return ofpp.NXActionResubmitTable(in_port=OFPP10_IN_PORT, table_id=layout.table_id(table))
 
 
 @dataclass(frozen=True)

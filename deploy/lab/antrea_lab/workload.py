@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ HOSTNAME_LINES = (b"hostname\n", b"hostname\r\n")
 SCTP = getattr(socket, "IPPROTO_SCTP", 132)
 
 
+@functools.cache  # asked for every SCTP probe; the kernel does not change meanwhile
 def kernel_has_sctp() -> bool:
     try:
         socket.socket(socket.AF_INET, socket.SOCK_STREAM, SCTP).close()

@@ -65,7 +65,7 @@ from os_ken.ofproto import ofproto_v1_5 as ofp
 from os_ken.ofproto import ofproto_v1_5_parser as ofpp
 
 from antrea_core.agent.openflow import registers as core
-from antrea_core.agent.openflow.flows import Bucket, Flow, Group
+from antrea_core.agent.openflow.flows import Bucket, Flow, Group, resubmit
 from antrea_core.agent.openflow.oskenfix import NX_NAT_F_DST, NX_NAT_F_SRC
 from antrea_core.agent.openflow.pipeline import PipelineLayout, Stage, TableSpec
 from antrea_proxy import registers as regs
@@ -91,7 +91,6 @@ IP_PROTO = {"TCP": inet.IPPROTO_TCP, "UDP": inet.IPPROTO_UDP, "SCTP": inet.IPPRO
 L4_DST = {"TCP": "tcp_dst", "UDP": "udp_dst", "SCTP": "sctp_dst"}
 LEARN_L4_DST = {"TCP": "tcp_dst_nxm", "UDP": "udp_dst_nxm", "SCTP": "sctp_dst"}
 REJECT_USERDATA = b"antrea-proxy:reject"
-OFPP10_IN_PORT = 0xFFF8
 EP_STATE_MASK = regs.EP_PORT.mask | regs.EP_STATE.mask
 
 
@@ -142,11 +141,6 @@ def _ct(zone: int, table: int, *, commit: bool = False, nat: Any = None,
     return ofpp.NXActionCT(
         flags=nicira_ext.NX_CT_F_COMMIT if commit else 0, zone_src="", zone_ofs_nbits=zone,
         recirc_table=table, alg=0, actions=actions)
-
-
-def _resubmit(layout: PipelineLayout, table: str) -> Any:
-    # NXAST_RESUBMIT_TABLE's in_port is an OpenFlow 1.0 port: 0xfff8 = "the packet's".
-    return ofpp.NXActionResubmitTable(in_port=OFPP10_IN_PORT, table_id=layout.table_id(table))
 
 
 def _ip_proto_match(protocol: str) -> dict[str, Any]:
@@ -270,7 +264,7 @@ def _sctp_reply_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None) -> li
     flows: list[Flow | Group] = [Flow("SCTPReplyNAT", PRIORITY_DEFAULT, {}, goto=after)]
     if cfg is not None and cfg.stateless_sctp:
         flows.append(Flow("SCTPReplyNAT", PRIORITY_NORMAL, _ip_proto_match("SCTP"),
-                          actions=(_resubmit(layout, "SCTPReplies"),), goto=after))
+                          actions=(resubmit(layout, "SCTPReplies"),), goto=after))
     return flows
 
 
@@ -286,7 +280,8 @@ def _gateway_snat_flows(layout: PipelineLayout, cfg: ProxyFlowConfig | None,
     gw = cfg.gateway_ip
     established = ofpp.OFPActionSetField(ct_mark=(core.SERVICE_CONN.mask,
                                                   core.SERVICE_CONN.mask))
-    return [*_host_hairpin_flows(layout, cfg, snat_next),
+    return [
+        *_host_hairpin_flows(layout, cfg, snat_next),
         Flow("ConntrackZone", PRIORITY_HIGH,
              {"eth_type": ether.ETH_TYPE_IP, "ipv4_dst": gw,
               "ct_state": core.ct_state(0, core.CT_TRK)},
@@ -438,7 +433,7 @@ def group_for(gid: int, sp: ServicePort, endpoints: Iterable[Endpoint],
         learn = bool(sp.affinity_timeout)
     state, then = (regs.EP_TO_LEARN, "ServiceLB") if learn else \
         (regs.EP_SELECTED, "EndpointDNAT")
-    buckets = [Bucket((*_select_endpoint(ep, state.value), _resubmit(layout, then)),
+    buckets = [Bucket((*_select_endpoint(ep, state.value), resubmit(layout, then)),
                       weight=100) for ep in endpoints]
     # Explicit dp_hash: the datapath hashes the 5-tuple incl. UDP ports (the default
     # leaves them out and put all of one client's UDP flows on one endpoint), and new
@@ -491,7 +486,7 @@ def _frontend_flows(sp: ServicePort, fe: Frontend, match: dict[str, Any],
     own: list[Flow] = []
     if timeout:
         own.append(Flow("ServiceLB", PRIORITY_NORMAL, match,
-                        actions=(*marks, _resubmit(layout, "SessionAffinity")),
+                        actions=(*marks, resubmit(layout, "SessionAffinity")),
                         goto="EndpointDNAT"))
         per_association = not sp.affinity_timeout
         own.append(Flow("ServiceLB", PRIORITY_HIGH,
@@ -499,7 +494,7 @@ def _frontend_flows(sp: ServicePort, fe: Frontend, match: dict[str, Any],
                         actions=(learn_affinity(sp, layout, cfg.learn_cookie, timeout,
                                                 per_association),
                                  regs.EP_SELECTED.load(),
-                                 _resubmit(layout, "EndpointDNAT"))))
+                                 resubmit(layout, "EndpointDNAT"))))
         own.append(Flow("EndpointDNAT", PRIORITY_LOW,
                         {**match, **core.match_marks(regs.EP_UNSELECTED)},
                         actions=(ofpp.OFPActionGroup(gid),)))
