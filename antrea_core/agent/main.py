@@ -14,9 +14,7 @@ arguments.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -28,6 +26,7 @@ from antrea_core.agent.podflows import FlowInstallerFactory
 from antrea_core.config.loading import ConfigError, load_agent_config
 from antrea_core.plugins.loading import AgentPlugins, PluginError, load_agent_plugins
 from antrea_core.plugins.loading import validate_config as validate_plugin_config
+from antrea_core.signals import stop_on_signals, wait_until_stopped
 
 LOG = logging.getLogger("antrea.agent")
 EXIT_RUNTIME = 1
@@ -101,9 +100,7 @@ def serve(cfg: Any, plugins: AgentPlugins, layout: PipelineLayout,
     from antrea_core.agent.agent import Agent, AgentOptions
     from antrea_core.agent.nodeinfo import KubeClusterView, api_client
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     try:
         api = api_client(kubeconfig, cfg.kube_api_server_override)
         agent = Agent(cfg, plugins, layout, KubeClusterView(api, node_name), factory,
@@ -118,7 +115,7 @@ def serve(cfg: Any, plugins: AgentPlugins, layout: PipelineLayout,
         typer.echo(f"antrea-agent: {exc}", err=True)
         return EXIT_RUNTIME
     try:
-        stop.wait()
+        wait_until_stopped(stop)
     finally:
         agent.stop()
     return 0

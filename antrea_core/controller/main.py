@@ -18,7 +18,6 @@ from __future__ import annotations
 import gc
 import ipaddress
 import logging
-import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from antrea_core.config.loading import ConfigError, load_controller_config
+from antrea_core.signals import stop_on_signals, wait_until_stopped
 
 LOG = logging.getLogger("antrea.controller")
 EXIT_RUNTIME = 1
@@ -222,9 +222,7 @@ def run(
 
 def serve(cfg: Any, *, kubeconfig: str | None, bind_address: str, cert_dir: Path) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     try:
         running = start(cfg, kubeconfig=kubeconfig, bind_address=bind_address,
                         cert_dir=cert_dir, stop=stop)
@@ -241,7 +239,7 @@ def serve(cfg: Any, *, kubeconfig: str | None, bind_address: str, cert_dir: Path
             LOG.exception("controller failed to start")
         typer.echo(f"antrea-controller: {exc}", err=True)
         return EXIT_RUNTIME
-    stop.wait()
+    wait_until_stopped(stop)
     LOG.info("stopping")
     running.stop()
     LOG.info("stopped")

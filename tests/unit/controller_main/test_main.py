@@ -178,13 +178,16 @@ def test_the_daemon_serves_until_sigterm_then_exits_0(apiserver, raw: RawClient,
     port = free_port()
     conf = tmp_path / "antrea-controller.conf"
     conf.write_text(f"apiPort: {port}\n")
-    proc = subprocess.Popen([CONTROLLER, "--config", str(conf), "--kubeconfig",
-                             str(apiserver.kubeconfig), "--bind-address", "127.0.0.1",
-                             "--cert-dir", str(tmp_path / "certs")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "controller.log"
+    # A file, not a pipe: a pipe nobody reads while the daemon runs can block its logging.
+    with log.open("w") as out:
+        proc = subprocess.Popen([CONTROLLER, "--config", str(conf), "--kubeconfig",
+                                 str(apiserver.kubeconfig), "--bind-address", "127.0.0.1",
+                                 "--cert-dir", str(tmp_path / "certs")],
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
         def serving() -> bool:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert proc.poll() is None, log.read_text()
             try:
                 return bool(tls_handshake(port, (tmp_path / "certs" / "ca.crt").read_text()))
             except OSError:
@@ -192,10 +195,17 @@ def test_the_daemon_serves_until_sigterm_then_exits_0(apiserver, raw: RawClient,
         wait_for(serving, 60, "the controller to serve TLS", every=0.2)
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # the daemon prints its threads' stacks
+            time.sleep(1)
+            raise AssertionError(
+                f"still running 20 s after SIGTERM:\n{log.read_text()}") from None
+        assert code == 0
         assert time.monotonic() - start < 10
-        out = proc.stdout.read() if proc.stdout else ""
-        assert "serving the control-plane API" in out and "stopped" in out
+        text = log.read_text()
+        assert "serving the control-plane API" in text and "stopped" in text
     finally:
         if proc.poll() is None:
             proc.kill()

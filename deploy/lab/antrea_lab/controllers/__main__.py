@@ -11,6 +11,8 @@ import threading
 
 from kubernetes.config.config_exception import ConfigException
 
+from antrea_core.signals import wait_until_stopped
+
 from .kubeclient import KubeClient
 from .manager import ALL_CONTROLLERS, ControllerManager, Options
 
@@ -73,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("starting cluster_cidrs=%s mask_v4=%d mask_v6=%d controllers=%s",
              options.cluster_cidrs, mask_v4, options.node_cidr_mask_v6, args.controllers)
     manager.start(stop)
-    while not stop.wait(1.0):
-        pass
+    wait_until_stopped(stop)
     manager.stop()
     return 0
 

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from antrea_core.signals import stop_on_signals, wait_until_stopped
 from antrea_lab.node import bridge_cni, netns, node_status
 from antrea_lab.node.cni_exec import (
     Attachment,
@@ -119,7 +119,7 @@ class Kubelet:
     # -- lifecycle ------------------------------------------------------------------
     def run(self) -> None:
         self.start()
-        self.stopping.wait()
+        wait_until_stopped(self.stopping)
         self.stop()
 
     def start(self) -> None:
@@ -520,8 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     api = config.new_client_from_config(config_file=str(cfg.kubeconfig))
     watch_api = config.new_client_from_config(config_file=str(cfg.kubeconfig))
     kubelet = Kubelet(cfg, api, watch_api)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: kubelet.stopping.set())
+    stop_on_signals(kubelet.stopping)
     kubelet.run()
     return 0
 
