@@ -26,10 +26,13 @@ class SNATError(RuntimeError):
     """An ipset/iptables command failed; the message has the command and its stderr."""
 
 
-def _run(argv: Sequence[str], ok_codes: tuple[int, ...] = (0,),
-         netns: str | None = None) -> subprocess.CompletedProcess:
+def run_host_command(argv: Sequence[str], ok_codes: tuple[int, ...] = (0,),
+                     netns: str | None = None, stdin: str | None = None
+                     ) -> subprocess.CompletedProcess:
+    """Run an ipset/iptables command (in `netns`, a netns path, if given); SNATError with
+    the command and its stderr unless it exits with one of `ok_codes`."""
     full = [*(["nsenter", f"--net={netns}"] if netns else []), *argv]
-    proc = subprocess.run(full, capture_output=True, text=True)
+    proc = subprocess.run(full, input=stdin, capture_output=True, text=True)
     if proc.returncode not in ok_codes:
         raise SNATError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.returncode}")
     return proc
@@ -82,4 +85,4 @@ class PodSNAT:
 
     def _cmd(self, argv: Sequence[str], ok_codes: tuple[int, ...] = (0,)
              ) -> subprocess.CompletedProcess:
-        return _run(argv, ok_codes, self.netns)
+        return run_host_command(argv, ok_codes, self.netns)

@@ -38,3 +38,8 @@ SECRETS = Resource("", "v1", "secrets", kind="Secret")
 ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", kind="EndpointSlice")
 NETWORK_POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies",
                             kind="NetworkPolicy")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", kind="Lease")
+# Antrea's custom resources (CRDs in deploy/kubernetes/antrea.yml).
+EGRESSES = Resource("crd.antrea.io", "v1beta1", "egresses", namespaced=False, kind="Egress")
+EXTERNAL_IP_POOLS = Resource("crd.antrea.io", "v1beta1", "externalippools", namespaced=False,
+                             kind="ExternalIPPool")

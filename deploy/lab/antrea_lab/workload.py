@@ -8,6 +8,8 @@ Protocol (TCP, SCTP, UDP): whatever the server receives it echoes back, except a
 that is exactly "hostname" (TCP/SCTP: a line ending in "\\n" or "\\r\\n"; UDP: a datagram
 "hostname" or "hostname\\n"), which is answered with the pod name ($POD_NAME, else
 $HOSTNAME, else the host name) and a newline. Service tests use it to tell backends apart.
+`serve --name @peer` answers it with the client's address as the server sees it instead
+(Egress tests read which source IP a connection arrived with).
 
 Where the kernel has no SCTP (as on the lab's machine), SCTP is served and probed over
 raw sockets (`antrea_lab.sctpinit`): the server answers the association set-up (INIT ->
@@ -44,6 +46,7 @@ from typing import Any
 log = logging.getLogger("antrea.lab.workload")
 
 HOSTNAME_LINES = (b"hostname\n", b"hostname\r\n")
+PEER_NAME = "@peer"  # `serve --name @peer`: answer "hostname" with the client's address
 SCTP = getattr(socket, "IPPROTO_SCTP", 132)
 
 
@@ -163,10 +166,17 @@ class _EchoDatagram(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.transport is not None:
-            self.transport.sendto(datagram_reply(data, self.name), addr)
+            name = _peer_ip(addr) if self.name == PEER_NAME else self.name
+            self.transport.sendto(datagram_reply(data, name), addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp error %s", exc)
+
+
+def _peer_ip(addr: Any) -> str:
+    """The client's IP; IPv4 clients of a dual-stack socket without their ::ffff: prefix."""
+    ip = str(addr[0]) if addr else ""
+    return ip.removeprefix("::ffff:")
 
 
 async def serve(tcp: list[int], udp: list[int], sctp: list[int], name: str,
@@ -180,7 +190,8 @@ async def serve(tcp: list[int], udp: list[int], sctp: list[int], name: str,
     errors: list[str] = []
 
     def on_conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Any:
-        return _stream_echo(r, w, name)
+        return _stream_echo(r, w, _peer_ip(w.get_extra_info("peername"))
+                            if name == PEER_NAME else name)
 
     raw_sctp: list[int] = []
     if sctp and not kernel_has_sctp():
@@ -495,7 +506,8 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tcp", type=_ports, default=[])
     s.add_argument("--udp", type=_ports, default=[])
     s.add_argument("--sctp", type=_ports, default=[])
-    s.add_argument("--name", default=None, help="answer to 'hostname' (default: $POD_NAME)")
+    s.add_argument("--name", default=None, help="answer to 'hostname' (default: $POD_NAME; "
+                   "@peer: the client's IP as seen here)")
     for name, helptext in (("probe", "one echo round trip per target, JSON line each"),
                            ("connect", "N short connections to one target, prints the rate")):
         q = sub.add_parser(name, help=helptext)

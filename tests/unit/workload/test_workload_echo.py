@@ -190,3 +190,24 @@ def test_sctp_without_a_free_port_choice_is_reported_not_fatal() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def test_a_peer_server_answers_hostname_with_the_clients_address() -> None:
+    proc = subprocess.Popen([PY, "-m", "antrea_lab.workload", "serve", "--tcp", "0",
+                             "--udp", "0", "--name", "@peer"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        ports = {e["proto"]: e["port"] for e in json.loads(proc.stdout.readline())["listening"]}
+        # 127.0.0.2 is loopback too: the answer is the source, not the destination. (UDP
+        # answers from the routed source address, which a connected client refuses.)
+        for proto, dst in (("tcp", "127.0.0.2"), ("udp", "127.0.0.1")):
+            [r] = probe("--proto", proto, "--hostname", "--timeout", "2",
+                        f"{dst}:{ports[proto]}")
+            assert r["ok"] is True
+            assert r["hostname"] == "127.0.0.1"
+            [r] = probe("--proto", proto, "--hostname", "--timeout", "2", f"[::1]:{ports[proto]}")
+            assert r["hostname"] == "::1"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
