@@ -1,7 +1,8 @@
 """Generate deploy/kubernetes/antrea.yml: everything a real cluster needs to run Antrea.
 
-The ConfigMap embeds deploy/kubernetes/conf/*.conf verbatim, so the manifest and the
-example configuration cannot drift; `tests/unit/deploy` checks the committed file is what
+The ConfigMap embeds deploy/kubernetes/conf/*.conf verbatim and the CRDs come from
+antrea_core/apis/crds/*.yaml, so the manifest, the example configuration and the lab
+cannot drift; `tests/unit/deploy` checks the committed file is what
 this script prints. Run: `.venv/bin/python hack/gen-manifests.py > deploy/kubernetes/antrea.yml`.
 """
 
@@ -14,6 +15,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # antrea_core from this checkout, installed or not
+
+from antrea_core.apis import crds  # noqa: E402
+
 CONF = ROOT / "deploy" / "kubernetes" / "conf"
 NS = "kube-system"
 IMAGE = "antrea-python:latest"  # built from deploy/images/Dockerfile
@@ -37,6 +42,7 @@ def rule(groups: list[str], resources: list[str], verbs: list[str],
 
 
 WATCH = ["get", "list", "watch"]
+UPDATE = ["update", "patch"]
 
 CONTROLLER_RULES = [
     rule([""], ["pods", "namespaces", "nodes"], WATCH),
@@ -46,6 +52,9 @@ CONTROLLER_RULES = [
     # The CA agents use to verify the controller, published by the controller itself.
     rule([""], ["configmaps"], ["get", "create", "update", "patch"]),
     rule([""], ["secrets"], ["get"], ["antrea-controller-tls"]),
+    # Egress: allocating Egress IPs from ExternalIPPools, and their statuses.
+    rule(["crd.antrea.io"], ["egresses", "externalippools"], WATCH + UPDATE),
+    rule(["crd.antrea.io"], ["egresses/status", "externalippools/status"], UPDATE),
 ]
 
 AGENT_RULES = [
@@ -57,6 +66,16 @@ AGENT_RULES = [
     rule(["discovery.k8s.io"], ["endpointslices"], WATCH),
     # Finding the controller (the antrea Service's endpoints) and its CA.
     rule([""], ["configmaps"], ["get", "list", "watch"]),
+    # Egress: which Pods leave through which Egress IP, on which Node.
+    rule([""], ["namespaces"], WATCH),
+    rule(["crd.antrea.io"], ["egresses", "externalippools"], WATCH),
+    rule(["crd.antrea.io"], ["egresses/status"], UPDATE),
+]
+
+# Namespaced (kube-system) rules of the agent: Leases for Egress Node liveness.
+AGENT_NS_RULES = [
+    rule(["coordination.k8s.io"], ["leases"],
+         ["get", "list", "watch", "create", "update", "delete"]),
 ]
 
 
@@ -70,6 +89,19 @@ def rbac(component: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
          "metadata": meta(name, namespaced=False),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                      "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NS}]},
+    ]
+
+
+def namespaced_rbac(component: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A Role and RoleBinding in kube-system for the component's ServiceAccount."""
+    name = f"antrea-{component}"
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": meta(name), "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": meta(name),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
          "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NS}]},
     ]
 
@@ -183,7 +215,8 @@ def agent() -> dict[str, Any]:
 
 
 def manifest() -> list[dict[str, Any]]:
-    return [*rbac("controller", CONTROLLER_RULES), *rbac("agent", AGENT_RULES),
+    return [*crds.definitions(), *rbac("controller", CONTROLLER_RULES),
+            *rbac("agent", AGENT_RULES), *namespaced_rbac("agent", AGENT_NS_RULES),
             config_map(), *controller(), agent()]
 
 

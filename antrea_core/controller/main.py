@@ -79,10 +79,13 @@ class Running:
     store: Any = None
     server: Any = None
     api: Any = None
+    egress: Any = None  # EgressIPController, when the Egress feature gate is on
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+        if self.egress is not None:
+            self.egress.stop()
         for informer in self.informers:
             informer.stop()
         if self.dispatcher is not None:
@@ -161,6 +164,12 @@ def start(cfg: Any, *, kubeconfig: str | None, bind_address: str, cert_dir: Path
         running.dispatcher.start()
         for informer in running.informers:
             informer.start()
+        if cfg.gates.enabled("Egress"):
+            # Independent of the NetworkPolicy sync: it has its own informers and thread.
+            from antrea_core.controller.egress import EgressIPController
+
+            running.egress = EgressIPController(raw, watch_timeout=watch_timeout)
+            running.egress.start()
         waited = 0.0
         while not running.dispatcher.synced.wait(1.0):
             if stop.is_set():

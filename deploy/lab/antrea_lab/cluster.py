@@ -179,6 +179,8 @@ def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None
         py, "-m", "antrea_lab.controllers",
         "--kubeconfig", str(lab.path / "controller-manager.kubeconfig"),
         "--cluster-cidr", CLUSTER_CIDR, "--node-cidr-mask-size", str(NODE_CIDR_MASK)]))
+    # Harmless with the bridge CNI; antrea-controller and the agents watch them.
+    step("Antrea CRDs", lambda: install_crds(lab))
     if cni == "antrea":
         # Not waited for here: it starts while the nodes do (agents wait for it).
         step("antrea-controller", lambda: start_controller(lab, state, wait=False))
@@ -223,6 +225,20 @@ CONTROLLER_API_PORT = 10349  # antrea-controller's apiPort default
 ANTREA_SERVICE_LABELS = {"app": "antrea", "component": "antrea-controller"}
 # Set on the Endpoints/EndpointSlice we write, so no controller of the lab claims them.
 LAB_MANAGER = "antrea-lab"
+
+
+def install_crds(lab: LabDir) -> list[str]:
+    """Create Antrea's CRDs (antrea_core/apis/crds) through the API and wait until they
+    are served; idempotent."""
+    from antrea_core.apis import crds
+    from antrea_core.k8s.clientconfig import api_client
+    from antrea_core.k8s.rawclient import RawClient
+
+    api = api_client(str(lab.kubeconfig))
+    try:
+        return crds.install(RawClient(api), timeout=60.0)
+    finally:
+        api.close()
 
 
 def controller_dir(lab: LabDir) -> Path:

@@ -67,12 +67,13 @@ class EgressSNAT:
                 f"-m set ! --match-set {POD_CIDRS_IPSET} dst ! -o {self.gateway} "
                 f"-m comment --comment \"Antrea: Egress IP {ip}\" -j SNAT --to-source {ip}"
                 + (" --random-fully" if self.fully_random else ""))
-        if rules != self._rules:
-            script = "\n".join(["*nat", f":{CHAIN} - [0:0]", *rules, "COMMIT", ""])
-            self._run(["iptables-restore", "-w", "--noflush"], stdin=script)
-            self._rules = rules
-            log.info("egress SNAT rules=%d ips=%s", len(rules), ",".join(sorted(snat)) or "-")
-        # Sets no rule references any more can go now.
+        if rules == self._rules:
+            return
+        script = "\n".join(["*nat", f":{CHAIN} - [0:0]", *rules, "COMMIT", ""])
+        self._run(["iptables-restore", "-w", "--noflush"], stdin=script)
+        self._rules = rules
+        log.info("egress SNAT rules=%d ips=%s", len(rules), ",".join(sorted(snat)) or "-")
+        # Sets no rule references any more can go now (a previous run's included).
         wanted = {ipset_name(ip) for ip in snat}
         for name in [n for n in self._existing_sets() if n not in wanted]:
             self._run(["ipset", "destroy", name], ok_codes=(0, 1))

@@ -83,3 +83,83 @@ def test_container_commands_exist_and_accept_their_flags(objects, daemon: str) -
     assert usage.returncode == 0, usage.stderr
     for flag in (a for a in commands[0] if a.startswith("--")):
         assert flag in usage.stdout, f"{daemon} has no {flag} option"
+
+
+# -- Antrea's CRDs ----------------------------------------------------------------------
+
+def test_crds_come_first_and_are_the_files_of_antrea_core_apis_crds() -> None:
+    from antrea_core.apis import crds
+
+    docs = list(yaml.safe_load_all(MANIFEST.read_text()))
+    definitions = crds.definitions()
+    assert [d["metadata"]["name"] for d in definitions] == \
+        ["egresses.crd.antrea.io", "externalippools.crd.antrea.io"]
+    assert docs[:len(definitions)] == definitions  # applied before anything that uses them
+
+
+def _structural_gaps(schema: dict, path: str) -> list[str]:
+    """Paths of schema nodes without a type (combinator branches may omit it)."""
+    gaps = [] if "type" in schema else [path]
+    for name, sub in (schema.get("properties") or {}).items():
+        gaps += _structural_gaps(sub, f"{path}.{name}")
+    if isinstance(schema.get("items"), dict):
+        gaps += _structural_gaps(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        gaps += _structural_gaps(schema["additionalProperties"], f"{path}{{}}")
+    return gaps
+
+
+@pytest.mark.parametrize("name", ["egresses.crd.antrea.io", "externalippools.crd.antrea.io"])
+def test_crd_schemas_are_structural_with_status_and_printer_columns(objects, name) -> None:
+    crd = objects[("CustomResourceDefinition", name)]
+    assert crd["spec"]["scope"] == "Cluster"
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == "v1beta1" and version["served"] and version["storage"]
+    assert version["subresources"] == {"status": {}}
+    schema = version["schema"]["openAPIV3Schema"]
+    assert _structural_gaps(schema, "") == []
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    expected = {"egresses.crd.antrea.io": (["EgressIP", "Age", "Node"], ["eg"]),
+                "externalippools.crd.antrea.io": (["Total", "Used", "Age"], ["eip"])}[name]
+    assert (columns, crd["spec"]["names"]["shortNames"]) == expected
+
+
+def _allowed(rules: list[dict], group: str, resource: str, verb: str) -> bool:
+    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+               for r in rules)
+
+
+@pytest.mark.parametrize(("role", "kind", "group", "resource", "verbs"), [
+    ("antrea-controller", "ClusterRole", "crd.antrea.io", "egresses",
+     ["get", "list", "watch", "update", "patch"]),
+    ("antrea-controller", "ClusterRole", "crd.antrea.io", "egresses/status",
+     ["update", "patch"]),
+    ("antrea-controller", "ClusterRole", "crd.antrea.io", "externalippools",
+     ["get", "list", "watch", "update", "patch"]),
+    ("antrea-controller", "ClusterRole", "crd.antrea.io", "externalippools/status",
+     ["update", "patch"]),
+    ("antrea-agent", "ClusterRole", "crd.antrea.io", "egresses", ["get", "list", "watch"]),
+    ("antrea-agent", "ClusterRole", "crd.antrea.io", "externalippools",
+     ["get", "list", "watch"]),
+    ("antrea-agent", "ClusterRole", "crd.antrea.io", "egresses/status", ["update", "patch"]),
+    ("antrea-agent", "ClusterRole", "", "namespaces", ["get", "list", "watch"]),
+    ("antrea-agent", "ClusterRole", "", "pods", ["get", "list", "watch"]),
+    ("antrea-agent", "ClusterRole", "", "nodes", ["get", "list", "watch"]),
+    ("antrea-agent", "Role", "coordination.k8s.io", "leases",
+     ["get", "create", "update", "delete", "list", "watch"]),
+])
+def test_rbac_grants_what_egress_needs(objects, role, kind, group, resource, verbs) -> None:
+    rules = objects[(kind, role)]["rules"]
+    missing = [v for v in verbs if not _allowed(rules, group, resource, v)]
+    assert missing == [], f"{kind} {role} may not {missing} {group}/{resource}"
+    if kind == "Role":
+        assert objects[(kind, role)]["metadata"]["namespace"] == "kube-system"
+        binding = objects[("RoleBinding", role)]
+        assert binding["roleRef"]["name"] == role
+        assert binding["subjects"][0]["name"] == role
+
+
+def test_agent_may_not_write_egress_specs(objects) -> None:
+    rules = objects[("ClusterRole", "antrea-agent")]["rules"]
+    assert not _allowed(rules, "crd.antrea.io", "egresses", "update")
+    assert not _allowed(rules, "crd.antrea.io", "egresses", "patch")

@@ -1,4 +1,5 @@
-"""Fixtures: the lab API server in-process (tests/unit/apiserver/apiserver_harness.py)
+"""Fixtures for every unit test directory: the lab API server in-process
+(tests/unit/apiserver/apiserver_harness.py)
 and a RawClient on it."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from antrea_core.k8s.rawclient import RawClient
 from antrea_lab.apiserver.pki import ensure_pki
 
 NODE_TOKEN = "node-n1-token"  # user system:node:n1
-HARNESS = Path(__file__).parents[1] / "apiserver" / "apiserver_harness.py"
+HARNESS = Path(__file__).parent / "apiserver" / "apiserver_harness.py"
 
 
 def _harness() -> Any:
