@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from antrea_core.k8s.rawclient import RawClient, is_status
@@ -36,14 +37,35 @@ def lease_name(node: str) -> str:
     return LEASE_PREFIX + node
 
 
+def _weight(ip: str, node: str) -> tuple[bytes, str]:
+    return hashlib.sha256(f"{ip}\x00{node}".encode()).digest(), node
+
+
 def owner(ip: str, candidates: Iterable[str]) -> str | None:
     """The candidate Node with the highest weight for `ip`; None without candidates."""
-    best: tuple[bytes, str] | None = None
-    for node in candidates:
-        weight = hashlib.sha256(f"{ip}\x00{node}".encode()).digest()
-        if best is None or (weight, node) > best:
-            best = (weight, node)
-    return best[1] if best else None
+    return max(candidates, key=lambda node: _weight(ip, node), default=None)
+
+
+def ranked(ip: str, candidates: Iterable[str]) -> list[str]:
+    """Candidates in order of preference for `ip` (the owner first)."""
+    return sorted(candidates, key=lambda node: _weight(ip, node), reverse=True)
+
+
+def assign(ips: Mapping[str, Iterable[str]], capacity: Callable[[str], int]
+           ) -> dict[str, str]:
+    """Owners of many IPs (IP -> its eligible Nodes) when a Node holds at most
+    `capacity(node)` of them (maxEgressIPsPerNode): IPs in address order each take their
+    most preferred Node that still has room. Every agent walks the same order over the
+    same view, so all agree; without limits it is `owner` for each IP."""
+    load: dict[str, int] = {}
+    owners: dict[str, str] = {}
+    for ip in sorted(ips, key=ipaddress.ip_address):
+        for node in ranked(ip, ips[ip]):
+            if load.get(node, 0) < capacity(node):
+                owners[ip] = node
+                load[node] = load.get(node, 0) + 1
+                break
+    return owners
 
 
 class Liveness:

@@ -11,7 +11,9 @@ Rules (facts from Antrea's Egress documentation; choices where it leaves them op
   every Pod of the selected Namespaces, both: their intersection; neither: nothing.
   Host-network Pods, finished Pods and Pods without an IP are never selected.
 * An Egress from a pool: its IP goes to the live Node, among those the pool's
-  nodeSelector selects, that wins the rendezvous hash (`election.owner`). Without a pool
+  nodeSelector selects, that wins the rendezvous hash (`election.assign`), skipping
+  Nodes that hold as many Egress IPs as they may (`egress.maxEgressIPsPerNode`, or the
+  Node's annotation `node.antrea.io/max-egress-ips`, which wins). Without a pool
   the user configured the IP on some Node by hand: that Node (the one that finds the IP
   among its own addresses) is the Egress Node and says so in `status.egressNode`, which
   is how the other Nodes learn it.
@@ -31,9 +33,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from antrea_egress.election import owner
+from antrea_egress.election import assign
 
 JSON = dict[str, Any]
+MAX_EGRESS_IPS_ANNOTATION = "node.antrea.io/max-egress-ips"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class NodeRecord:
     name: str
     labels: Mapping[str, str]
     transport_ip: str  # the first InternalIPv4 address: where the tunnel reaches it
+    max_egress_ips: int | None = None  # the Node's annotation, when valid
 
     @classmethod
     def from_obj(cls, obj: JSON) -> NodeRecord:
@@ -81,7 +85,9 @@ class NodeRecord:
                     break
             if ip:
                 break
-        return cls(meta.get("name", ""), dict(meta.get("labels") or {}), ip)
+        limit = (meta.get("annotations") or {}).get(MAX_EGRESS_IPS_ANNOTATION)
+        max_ips = int(limit) if limit is not None and str(limit).isdigit() else None
+        return cls(meta.get("name", ""), dict(meta.get("labels") or {}), ip, max_ips)
 
 
 @dataclass(frozen=True)
@@ -139,11 +145,33 @@ def _pool_for(egress: Any, ip: str, index: int, pools: Mapping[str, Any]) -> Any
     return None
 
 
+def _pool_requests(ordered: list[Any], pools: Mapping[str, Any]
+                   ) -> dict[tuple[str, int], tuple[str, Any]]:
+    """(Egress, candidate index) -> (IPv4 address, its pool) for IPs from known pools."""
+    found = {}
+    for egress in ordered:
+        if not egress.pools:
+            continue
+        for index, ip in enumerate(_candidate_ips(egress)):
+            pool = _pool_for(egress, ip, index, pools)
+            if pool is not None and ipaddress.ip_address(ip).version == 4:
+                found[(egress.name, index)] = (ip, pool)
+    return found
+
+
 def plan(me: str, egresses: Iterable[Any], pools: Mapping[str, Any],
          pods: Iterable[PodRecord], namespaces: Mapping[str, Mapping[str, str]],
-         nodes: Mapping[str, NodeRecord], alive: set[str], local_ips: set[str]) -> Plan:
+         nodes: Mapping[str, NodeRecord], alive: set[str], local_ips: set[str],
+         max_ips_per_node: int = 255) -> Plan:
     result = Plan(me)
     ordered = sorted(egresses, key=lambda e: (e.created, e.name))
+    requests = _pool_requests(ordered, pools)
+    eligible: dict[str, list[str]] = {}
+    for ip, pool in requests.values():
+        eligible[ip] = [n for n in alive
+                        if n in nodes and pool.node_selector.matches(nodes[n].labels)]
+    owners = assign(eligible, lambda n: nodes[n].max_egress_ips
+                    if nodes[n].max_egress_ips is not None else max_ips_per_node)
     for egress in ordered:
         assignment = Assignment(egress.name, "", "")
         for index, ip in enumerate(_candidate_ips(egress)):
@@ -151,13 +179,10 @@ def plan(me: str, egresses: Iterable[Any], pools: Mapping[str, Any],
                 result.warnings.append(f"Egress {egress.name}: IPv6 egress IP {ip} ignored")
                 continue
             if egress.pools:
-                pool = _pool_for(egress, ip, index, pools)
-                if pool is None:
+                if (egress.name, index) not in requests:
                     continue  # not allocated from a known pool (yet): no Node may take it
-                eligible = [n for n in alive
-                            if n in nodes and pool.node_selector.matches(nodes[n].labels)]
-                node = owner(ip, eligible)
-                prefix = pool.prefix_length or 32
+                node = owners.get(ip)
+                prefix = requests[(egress.name, index)][1].prefix_length or 32
             elif ip in local_ips:
                 node, prefix = me, 0  # configured by hand: not ours to (re)configure
             else:

@@ -68,6 +68,7 @@ class Plugin:
         self.flow_cfg: egressflows.EgressFlowConfig | None = None
         self.bridge: Any = None
         self.node_name = ""
+        self.max_ips_per_node = 255
         self.last_plan: Plan | None = None
         self._flows: list[Any] | None = None
 
@@ -82,6 +83,7 @@ class Plugin:
             return
         cfg = context.config
         self.node_name = context.node_name
+        self.max_ips_per_node = int(cfg.egress.max_egress_ips_per_node)
         self.bridge = context.bridge
         self.flow_cfg = egressflows.EgressFlowConfig(
             gateway_mac=_mac_of(cfg.host_gateway),
@@ -202,7 +204,8 @@ class Plugin:
         nodes = {n.name: n for n in (NodeRecord.from_obj(o)
                                      for o in self._informers[NODES.plural].list())}
         result = plan(self.node_name, egresses, pools, pods, namespaces, nodes,
-                      self.liveness.alive(), self.addresses.local_ips())
+                      self.liveness.alive(), self.addresses.local_ips(),
+                      self.max_ips_per_node)
         for warning in result.warnings:
             log.warning("%s", warning)
         # Take IPs and SNAT them before the other Nodes' redirects arrive; the status

@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from antrea_egress.election import LEASE_PREFIX, Liveness, owner
+from antrea_egress.election import LEASE_PREFIX, Liveness, assign, owner, ranked
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +71,20 @@ def test_a_deleted_lease_is_dead_at_once_and_other_leases_are_ignored():
     assert live.alive() == {"a"}
     live.forget(lease("a", "t1"))
     assert live.alive() == set() and live.next_expiry() is None
+
+
+def test_capacity_sends_ips_past_a_full_node_and_every_agent_agrees():
+    ips = {f"10.10.0.{i}": ["a", "b", "c"] for i in range(1, 10)}
+    unlimited = assign(ips, lambda _n: 255)
+    assert unlimited == {ip: owner(ip, ["a", "b", "c"]) for ip in ips}
+    limited = assign(ips, lambda n: 1 if n == "a" else 255)
+    assert sum(1 for n in limited.values() if n == "a") == 1
+    assert set(limited) == set(ips)
+    # Preference is kept where room allows: an IP leaves "a" only for its next choice.
+    for ip, node in limited.items():
+        if unlimited[ip] == "a" and node != "a":
+            assert node == ranked(ip, ["a", "b", "c"])[1]
+    assert assign(dict(reversed(list(ips.items()))), lambda n: 1 if n == "a" else 255) == \
+        limited
+    # No room anywhere: the rest stay unassigned.
+    assert len(assign(ips, lambda _n: 2)) == 6

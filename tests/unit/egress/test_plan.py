@@ -132,3 +132,19 @@ def test_local_ips_from_cni_stand_in_until_the_api_shows_the_pod_ip():
     host = {**obj, "spec": {"nodeName": "n1", "hostNetwork": True},
             "status": {"podIP": "192.168.1.1"}}
     assert PodRecord.from_obj(host) is None
+
+
+def test_a_node_annotation_caps_its_egress_ips_and_the_rest_go_elsewhere():
+    many = [egress(f"e{i}", ip=f"10.10.0.{i}", pool="pool", pods={"app": "none"})
+            for i in range(2, 10)]
+    capped = dict(NODES)
+    capped["n2"] = NodeRecord("n2", {"egress": "yes"}, "192.168.1.2", max_egress_ips=1)
+    result = {n: plan(n, many, {"pool": POOL}, PODS, NAMESPACES, capped, {"n2", "n3"},
+                      set()) for n in ("n2", "n3")}
+    assert len(result["n2"].owned) == 1 and len(result["n3"].owned) == 7
+    # maxEgressIPsPerNode applies where no annotation says otherwise.
+    result = {n: plan(n, many, {"pool": POOL}, PODS, NAMESPACES, capped, {"n2", "n3"},
+                      set(), max_ips_per_node=3) for n in ("n2", "n3")}
+    assert len(result["n2"].owned) == 1 and len(result["n3"].owned) == 3
+    assert NodeRecord.from_obj({"metadata": {"name": "x", "annotations": {
+        "node.antrea.io/max-egress-ips": "4"}}}).max_egress_ips == 4
