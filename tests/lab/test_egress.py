@@ -226,3 +226,21 @@ def test_deleting_the_egress_releases_its_ip_and_restores_the_masquerade(elab: E
                    lambda pod=pod, home=home: elab.source_seen(pod) == NODE_IPS[home], 10)
     usage = elab.crd.get_cluster_custom_object(GROUP, VERSION, "externalippools", "outside")
     assert (usage.get("status") or {}).get("usage", {}).get("used") == 0
+
+
+def test_the_quick_start_demo_runs_its_three_acts_on_an_antrea_lab(elab: EgressLab):
+    from antrea_lab import demo
+
+    lines: list[str] = []
+    matrix = demo.run(elab.lab, progress=lines.append, policy=True)
+    text = "\n".join(lines)
+    assert "connectivity matrix with the policy" in text
+    assert matrix.reachable["demo/web-b"]["demo/web-a"] is False
+    assert matrix.reachable["demo/web-d"]["demo/web-a"] is True
+    egress_ip = demo._egress_ip(elab.lab)
+    assert egress_ip.startswith("192.168.77.21")
+    assert f"demo/web-b   -> {egress_ip}" in text
+    node_ips = set(NODE_IPS.values())
+    for pod in ("web-a", "web-c", "web-d"):
+        seen = next(line for line in lines if line.strip().startswith(f"demo/{pod} "))
+        assert seen.split("-> ")[1] in node_ips, seen

@@ -1,9 +1,12 @@
 """The lab's demo: apply demo pods with kubectl, wait until they run, print the matrix;
-with antrea-agent networking the pods, then apply a NetworkPolicy and show it enforced."""
+with antrea-agent networking the pods, then apply a NetworkPolicy and show it enforced,
+and an Egress and show which source IP the outside world sees from each pod."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import time
 from importlib import resources
 
@@ -49,6 +52,7 @@ def run(lab: LabDir, progress: cluster.Progress = print, policy: bool = False
     progress(matrix.render())
     if policy:
         matrix = _policy_act(lab, pods, progress)
+        _egress_act(lab, pods, progress)
     return matrix
 
 
@@ -74,3 +78,60 @@ def _policy_act(lab: LabDir, pods: list, progress: cluster.Progress) -> probe.Ma
     progress("connectivity matrix with the policy (web-a admits only web-d):")
     progress(matrix.render())
     return matrix
+
+
+EXTERNAL_PORT = 8080
+
+
+def _egress_act(lab: LabDir, pods: list, progress: cluster.Progress) -> dict[str, str]:
+    """Apply demo-egress.yaml; print the source IP the external netns sees per pod."""
+    from antrea_lab.cli import kubectl_path
+    from antrea_lab.node.topology import EXTERNAL_IP
+
+    path = manifest_path("demo-egress.yaml")
+    progress("\ndemo: kubectl apply -f " + path)
+    subprocess.run([kubectl_path(), "--kubeconfig", str(lab.kubeconfig), "apply", "-f", path],
+                   check=True)
+    # The outside world for a moment: a server answering with the source IP it sees.
+    server = subprocess.Popen(["ip", "netns", "exec", lab.netns("external"), sys.executable,
+                               "-m", "antrea_lab.workload", "serve", "--tcp",
+                               str(EXTERNAL_PORT), "--name", "@peer"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        json.loads(server.stdout.readline() or "{}")
+        endpoints = probe.pod_endpoints(lab, pods)
+        target = f"{NAMESPACE}/web-b"
+        deadline = time.monotonic() + 20
+        while True:
+            seen = {e.key: _source_seen(e.netns, EXTERNAL_IP) for e in endpoints}
+            egress_ip = _egress_ip(lab)
+            if (egress_ip and seen.get(target) == egress_ip) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(10)
+    progress(f"source IP seen by the outside world ({EXTERNAL_IP}); web-b's Egress IP "
+             f"is {egress_ip or 'not assigned'}:")
+    for key, ip in seen.items():
+        progress(f"  {key:<12} -> {ip or 'no answer'}")
+    return seen
+
+
+def _source_seen(netns: str, host: str) -> str:
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m",
+                          "antrea_lab.workload", "probe", "--hostname", "--timeout", "2",
+                          f"{host}:{EXTERNAL_PORT}"], capture_output=True, text=True,
+                         timeout=30).stdout
+    row = json.loads(out or "{}")
+    return str(row.get("hostname") or "") if row.get("ok") else ""
+
+
+def _egress_ip(lab: LabDir) -> str:
+    from kubernetes import client
+
+    api = client.CustomObjectsApi(cluster.kube_client(lab))
+    egress = api.get_cluster_custom_object("crd.antrea.io", "v1beta1", "egresses",
+                                           "demo-web-b")
+    return str((egress.get("status") or {}).get("egressIP") or "")
