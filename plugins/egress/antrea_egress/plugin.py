@@ -203,9 +203,9 @@ class Plugin:
                       for o in self._informers[NAMESPACES.plural].list()}
         nodes = {n.name: n for n in (NodeRecord.from_obj(o)
                                      for o in self._informers[NODES.plural].list())}
-        result = plan(self.node_name, egresses, pools, pods, namespaces, nodes,
-                      self.liveness.alive(), self.addresses.local_ips(),
-                      self.max_ips_per_node)
+        alive = self.liveness.alive()
+        result = plan(self.node_name, egresses, pools, pods, namespaces, nodes, alive,
+                      self.addresses.local_ips(), self.max_ips_per_node)
         for warning in result.warnings:
             log.warning("%s", warning)
         # Take IPs and SNAT them before the other Nodes' redirects arrive; the status
@@ -220,7 +220,7 @@ class Plugin:
                 egressflows.FEATURE, [*egressflows.initial_flows(self.flow_cfg), *flows])
             self._flows = flows
             log.info("egress flows redirects=%d", len(result.redirects))
-        self.status.sync(result, {e.name: e for e in egresses})
+        self.status.sync(result, {e.name: e for e in egresses}, alive)
         self.last_plan = result
         return result
 

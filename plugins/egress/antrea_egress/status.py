@@ -3,7 +3,9 @@
 
 Only the Node that serves an Egress writes it (the others would race); a Node that
 served an Egress and no longer does clears the two fields unless another Node already
-wrote its own name. A Node that died cannot clear them: its successor overwrites them.
+wrote its own name. A Node that died cannot clear them: its successor overwrites them,
+and when there is none (no live Node the pool selects) the live Node with the smallest
+name clears them, so that `kubectl get eg` never names a dead Node.
 Writes go through `antrea_core.apis.egress.write_status` (GET, merge, PUT with the
 resourceVersion, retried on conflict) so that the controller's `IPAllocated` condition
 survives.
@@ -28,7 +30,8 @@ class StatusWriter:
         self.raw = raw
         self.node = node
 
-    def sync(self, plan: Plan, egresses: dict[str, Any]) -> None:
+    def sync(self, plan: Plan, egresses: dict[str, Any], alive: set[str]) -> None:
+        janitor = self.node == min(alive, default=None)
         for name, assignment in plan.assignments.items():
             egress = egresses[name]
             if assignment.node == self.node:
@@ -36,10 +39,15 @@ class StatusWriter:
                     self._write(name, self.node, assignment.ip)
             elif egress.status_node == self.node:
                 self._write(name, "", "")
+            elif (janitor and not assignment.node and egress.status_node
+                  and egress.status_node not in alive):
+                self._write(name, "", "", dead=egress.status_node)
 
-    def _write(self, name: str, node: str, ip: str) -> None:
+    def _write(self, name: str, node: str, ip: str, dead: str = "") -> None:
+        former = dead or self.node
+
         def mutate(status: dict[str, Any]) -> bool:
-            if not node and status.get("egressNode") not in (None, "", self.node):
+            if not node and status.get("egressNode") not in (None, "", former):
                 return False  # the new Egress Node was faster
             changed = (status.get("egressNode", ""), status.get("egressIP", "")) != (node, ip)
             status["egressNode"], status["egressIP"] = node, ip
@@ -47,8 +55,10 @@ class StatusWriter:
                 changed |= set_condition(status, CONDITION, "True", "Assigned",
                                          f"EgressIP {ip} is assigned to Node {node}")
             else:
-                changed |= set_condition(status, CONDITION, "False", "NoEgressNode",
-                                         f"Node {self.node} no longer holds the EgressIP")
+                changed |= set_condition(
+                    status, CONDITION, "False", "NoEgressNode",
+                    f"Node {former} is gone and no other live Node may hold the EgressIP"
+                    if dead else f"Node {former} no longer holds the EgressIP")
             return changed
 
         try:
