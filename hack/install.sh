@@ -11,6 +11,9 @@ want_test=0
 apt_packages=(
   openvswitch-switch iproute2 iptables ipset conntrack ethtool kmod nftables
   containernetworking-plugins iperf3 tcpdump procps python3-venv ca-certificates
+  # IPsec: charon, its VICI plugin (swanctl), kernel-libipsec (extra plugins: no kernel
+  # ESP here), openssl for AES-NI/GCM in the userspace ESP (standard plugins).
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -23,6 +26,8 @@ if ((${#missing[@]})); then
 fi
 # The Debian package starts a system-wide OVS; the lab runs its own per node and does
 # not need it. Leave it as the admin has it.
+# Likewise strongSwan's postinst may start a system charon (/run/charon.*, only where
+# systemd runs): ours run per node netns with a private /run and never talk to it.
 
 python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
