@@ -30,6 +30,7 @@ API_PORT = int(os.environ.get("ANTREA_TEST_EGRESS_API_PORT", "46453"))
 NODE_IPS = {"node1": "192.168.77.11", "node2": "192.168.77.12", "node3": "192.168.77.13"}
 POOL_RANGE = ("192.168.77.200", "192.168.77.209")  # in the underlay subnet, unused
 MANUAL_IP = "192.168.77.220"
+EXCEPT_IP = "192.168.77.253"  # a second address of the external netns, in exceptCIDRs
 PORT = 8080
 GROUP, VERSION = "crd.antrea.io", "v1beta1"
 EGRESS_NODES = ("node2", "node3")  # the pool's nodeSelector picks these
@@ -58,13 +59,13 @@ class EgressLab:
     def egress(self, name: str) -> dict:
         return self.crd.get_cluster_custom_object(GROUP, VERSION, "egresses", name)
 
-    def source_seen(self, pod: str) -> str | None:
+    def source_seen(self, pod: str, server: str = EXTERNAL_IP) -> str | None:
         """The source IP the external server saw for a new connection from `pod`
         (None when the connection failed)."""
         uid = self.core.read_namespaced_pod(pod, NS).metadata.uid
         out = subprocess.run(["ip", "netns", "exec", self.lab.pod_netns(uid), sys.executable,
                               "-m", "antrea_lab.workload", "probe", "--hostname",
-                              "--timeout", "2", f"{EXTERNAL_IP}:{PORT}"],
+                              "--timeout", "2", f"{server}:{PORT}"],
                              capture_output=True, text=True, timeout=60).stdout
         row = json.loads(out)
         return row["hostname"] if row["ok"] else None
@@ -96,8 +97,11 @@ def elab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EgressLab]:
     server = None
     try:
         cluster.up(lab, 3, cni="antrea", api_port=API_PORT,
-                   progress=lambda m: print(m, file=sys.stderr))
+                   progress=lambda m: print(m, file=sys.stderr),
+                   agent_overrides={"egress": {"exceptCIDRs": [f"{EXCEPT_IP}/32"]}})
         e = EgressLab(lab)
+        subprocess.run(["ip", "-n", lab.netns("external"), "addr", "add", f"{EXCEPT_IP}/24",
+                        "dev", "eth0"], check=True)
         server = subprocess.Popen(["ip", "netns", "exec", lab.netns("external"),
                                    sys.executable, "-m", "antrea_lab.workload", "serve",
                                    "--tcp", str(PORT), "--name", "@peer"],
@@ -163,6 +167,10 @@ def test_pods_of_an_egress_leave_with_its_ip_from_every_node_and_others_do_not(
         wait_until(f"{pod} leaving with {ip}", lambda pod=pod: elab.source_seen(pod) == ip, 10)
     # Pods no Egress selects keep the masquerade to their own node's IP.
     assert elab.source_seen("db-1") == NODE_IPS["node1"]
+    # exceptCIDRs: selected pods reach these destinations with their node's IP, whether
+    # the Egress node is theirs (host SNAT skipped) or not (no redirect to the tunnel).
+    for pod, home in WEB_PODS.items():
+        assert elab.source_seen(pod, EXCEPT_IP) == NODE_IPS[home], pod
 
 
 def test_an_egress_ip_configured_by_hand_serves_pods_of_every_node(elab: EgressLab):

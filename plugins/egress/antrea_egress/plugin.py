@@ -69,6 +69,7 @@ class Plugin:
         self.bridge: Any = None
         self.node_name = ""
         self.max_ips_per_node = 255
+        self.can_redirect = True
         self.last_plan: Plan | None = None
         self._flows: list[Any] | None = None
 
@@ -84,6 +85,8 @@ class Plugin:
         cfg = context.config
         self.node_name = context.node_name
         self.max_ips_per_node = int(cfg.egress.max_egress_ips_per_node)
+        # noEncap/hybrid without a tunnel: no way to hand a packet to another Node yet.
+        self.can_redirect = bool(cfg.tunnel_enabled)
         self.bridge = context.bridge
         self.flow_cfg = egressflows.EgressFlowConfig(
             gateway_mac=_mac_of(cfg.host_gateway),
@@ -212,14 +215,19 @@ class Plugin:
         # comes last, as the announcement that this Node serves them.
         self.addresses.sync(result.owned)
         self.snat.sync(result.snat)
+        redirects = result.redirects
+        if redirects and not self.can_redirect:
+            log.warning("Egress without a tunnel: %d local Pods keep the Node IP instead of "
+                        "reaching their remote Egress Node", len(redirects))
+            redirects = {}
         flows = egressflows.dynamic_flows(
-            self.flow_cfg, result.redirects,
+            self.flow_cfg, redirects,
             (n.transport_ip for n in nodes.values() if n.transport_ip))
         if flows != self._flows:
             self.bridge.replace_feature_flows(
                 egressflows.FEATURE, [*egressflows.initial_flows(self.flow_cfg), *flows])
             self._flows = flows
-            log.info("egress flows redirects=%d", len(result.redirects))
+            log.info("egress flows redirects=%d", len(redirects))
         self.status.sync(result, {e.name: e for e in egresses}, alive)
         self.last_plan = result
         return result
