@@ -22,6 +22,7 @@ from kubernetes import client
 from antrea_lab import cluster
 from antrea_lab.labdir import LabDir
 from antrea_lab.node.topology import EXTERNAL_IP
+from antrea_lab.probe import source_ip_seen
 
 pytestmark = pytest.mark.lab
 
@@ -63,12 +64,7 @@ class EgressLab:
         """The source IP the external server saw for a new connection from `pod`
         (None when the connection failed)."""
         uid = self.core.read_namespaced_pod(pod, NS).metadata.uid
-        out = subprocess.run(["ip", "netns", "exec", self.lab.pod_netns(uid), sys.executable,
-                              "-m", "antrea_lab.workload", "probe", "--hostname",
-                              "--timeout", "2", f"{server}:{PORT}"],
-                             capture_output=True, text=True, timeout=60).stdout
-        row = json.loads(out)
-        return row["hostname"] if row["ok"] else None
+        return source_ip_seen(self.lab.pod_netns(uid), server, PORT)
 
     def node_addresses(self, node: str) -> str:
         return subprocess.run(["ip", "-n", self.lab.netns(node), "-4", "-o", "addr"],
@@ -245,7 +241,7 @@ def test_the_quick_start_demo_runs_its_three_acts_on_an_antrea_lab(elab: EgressL
     assert "connectivity matrix with the policy" in text
     assert matrix.reachable["demo/web-b"]["demo/web-a"] is False
     assert matrix.reachable["demo/web-d"]["demo/web-a"] is True
-    egress_ip = demo._egress_ip(elab.lab)
+    egress_ip = demo.assigned_egress_ip(elab.lab)
     assert egress_ip.startswith("192.168.77.21")
     assert f"demo/web-b   -> {egress_ip}" in text
     node_ips = set(NODE_IPS.values())

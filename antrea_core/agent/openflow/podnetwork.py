@@ -146,7 +146,7 @@ def _family(address: str) -> int:
     return ether.ETH_TYPE_IP if version == 4 else ether.ETH_TYPE_IPV6
 
 
-def _ip_match(eth_type: int, key: str, address: str) -> dict[str, Any]:
+def ip_match(eth_type: int, key: str, address: str) -> dict[str, Any]:
     """{eth_type, ipv4_<key>|ipv6_<key>: address} for an address or a CIDR."""
     net = ipaddress.ip_network(address, strict=False)
     name = f"ipv4_{key}" if eth_type == ether.ETH_TYPE_IP else f"ipv6_{key}"
@@ -293,7 +293,7 @@ def initial_flows(cfg: NodeNetworkConfig, layout: PipelineLayout) -> list[Flow |
         # Routed traffic (from the tunnel, DNAT-ed Services) for the gateway IP: address
         # it to the gateway. Pods' own traffic to it is switched (same subnet).
         flows.append(Flow("L3Forwarding", PRIORITY_HIGH,
-                          {**_ip_match(et, "dst", ip), **regs.match_marks(regs.ROUTED)},
+                          {**ip_match(et, "dst", ip), **regs.match_marks(regs.ROUTED)},
                           actions=(_set(eth_dst=gw_mac),), goto="L3DecTTL"))
     for et in IP_FAMILIES:
         # Replies of connections that entered through the gateway go back to it, even
@@ -306,7 +306,7 @@ def initial_flows(cfg: NodeNetworkConfig, layout: PipelineLayout) -> list[Flow |
     for cidr in cfg.pod_cidrs:
         # Pod-to-pod on this node: the same subnet, switched at L2.
         flows.append(Flow("L3Forwarding", PRIORITY_LOW,
-                          {**_ip_match(_family(cidr), "dst", cidr),
+                          {**ip_match(_family(cidr), "dst", cidr),
                            **regs.match_marks(regs.SWITCHED)},
                           goto="L2ForwardingCalc"))
     if cfg.tunnel_ofport is not None:
@@ -348,12 +348,12 @@ def pod_flows(cfg: NodeNetworkConfig, pod: PodPort) -> list[Flow | Group]:
                                "arp_spa": ip, "arp_sha": mac}, goto=GOTO_NEXT))
         # Only the pod's own IP and MAC leave its port.
         flows.append(Flow("SpoofGuard", PRIORITY_NORMAL,
-                          {"in_port": port, "eth_src": mac, **_ip_match(et, "src", ip)},
+                          {"in_port": port, "eth_src": mac, **ip_match(et, "src", ip)},
                           goto=GOTO_NEXT))
         # Routed traffic for the pod (from the tunnel, DNAT-ed Services): the gateway is
         # the last hop.
         flows.append(Flow("L3Forwarding", PRIORITY_NORMAL,
-                          {**_ip_match(et, "dst", ip), **regs.match_marks(regs.ROUTED)},
+                          {**ip_match(et, "dst", ip), **regs.match_marks(regs.ROUTED)},
                           actions=(_set(eth_src=cfg.gateway_mac), _set(eth_dst=mac)),
                           goto="L3DecTTL"))
     if ether.ETH_TYPE_IPV6 in _families(pod.ips):
@@ -378,7 +378,7 @@ def remote_node_flows(cfg: NodeNetworkConfig, node: RemoteNode) -> list[Flow | G
     flows: list[Flow | Group] = []
     for cidr in node.pod_cidrs:
         flows.append(Flow(
-            "L3Forwarding", PRIORITY_NORMAL, _ip_match(_family(cidr), "dst", cidr),
+            "L3Forwarding", PRIORITY_NORMAL, ip_match(_family(cidr), "dst", cidr),
             actions=(_set(eth_src=cfg.gateway_mac), _set(eth_dst=cfg.global_virtual_mac),
                      _set(**tun_dst)),
             goto="L3DecTTL"))

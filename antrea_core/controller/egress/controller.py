@@ -34,6 +34,7 @@ from antrea_core.controller.egress.allocator import Allocator, Result, egress_re
 from antrea_core.k8s.informer import Informer
 from antrea_core.k8s.rawclient import JSON, RawClient
 from antrea_core.k8s.resources import EGRESSES, EXTERNAL_IP_POOLS
+from antrea_core.k8s.resync import run_coalesced
 
 log = logging.getLogger("antrea.controller.egress")
 
@@ -95,21 +96,13 @@ class EgressIPController:
         return self.egresses.synced.is_set() and self.pools.synced.is_set()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self._dirty.wait()
-            if self._stop.is_set():
-                return
-            self._stop.wait(COALESCE_SECONDS)
-            self._dirty.clear()
-            if not self.synced:
-                continue  # a partial view would release IPs that are in use
-            try:
-                self.sync()
-            except Exception:
-                log.exception("egress IP sync failed; retrying in %.0fs", RETRY_SECONDS)
-                if self._stop.wait(RETRY_SECONDS):
-                    return
-                self._dirty.set()
+        run_coalesced(self._sync_when_synced, stop=self._stop, dirty=self._dirty,
+                      what="egress IP sync", logger=log, coalesce=COALESCE_SECONDS,
+                      retry=RETRY_SECONDS)
+
+    def _sync_when_synced(self) -> None:
+        if self.synced:  # a partial view would release IPs that are in use
+            self.sync()
 
     # -- one pass -----------------------------------------------------------------------
 

@@ -104,8 +104,9 @@ def _egress_act(lab: LabDir, pods: list, progress: cluster.Progress) -> dict[str
         target = f"{NAMESPACE}/web-b"
         deadline = time.monotonic() + 20
         while True:
-            seen = {e.key: _source_seen(e.netns, EXTERNAL_IP) for e in endpoints}
-            egress_ip = _egress_ip(lab)
+            seen = {e.key: probe.source_ip_seen(e.netns, EXTERNAL_IP, EXTERNAL_PORT) or ""
+                    for e in endpoints}
+            egress_ip = assigned_egress_ip(lab)
             if (egress_ip and seen.get(target) == egress_ip) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -119,16 +120,8 @@ def _egress_act(lab: LabDir, pods: list, progress: cluster.Progress) -> dict[str
     return seen
 
 
-def _source_seen(netns: str, host: str) -> str:
-    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m",
-                          "antrea_lab.workload", "probe", "--hostname", "--timeout", "2",
-                          f"{host}:{EXTERNAL_PORT}"], capture_output=True, text=True,
-                         timeout=30).stdout
-    row = json.loads(out or "{}")
-    return str(row.get("hostname") or "") if row.get("ok") else ""
-
-
-def _egress_ip(lab: LabDir) -> str:
+def assigned_egress_ip(lab: LabDir) -> str:
+    """The Egress IP the demo's Egress reports ("" until a node holds it)."""
     from kubernetes import client
 
     api = client.CustomObjectsApi(cluster.kube_client(lab))

@@ -98,6 +98,16 @@ def probe_from(src: PodEndpoint, targets: Sequence[str], proto: str,
     return results
 
 
+def source_ip_seen(netns: str, host: str, port: int, timeout: float = 2.0) -> str | None:
+    """Open one TCP connection from `netns` to a `workload serve --name @peer` server:
+    the source IP it arrived with (after any SNAT on the way), None when it failed."""
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-m", "antrea_lab.workload",
+            "probe", "--hostname", "--timeout", str(timeout), _target(host, port)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout * 4 + 20).stdout
+    row = json.loads(out or "{}")
+    return str(row.get("hostname") or "") if row.get("ok") else None
+
+
 def probe_matrix(pods: Sequence[PodEndpoint], proto: str = "tcp", port: int = 80,
                  timeout: float = 1.0, parallel: int = 8) -> Matrix:
     matrix = Matrix(list(pods), proto, port)

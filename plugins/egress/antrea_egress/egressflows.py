@@ -26,7 +26,7 @@ from os_ken.ofproto import ofproto_v1_5_parser as ofpp
 from antrea_core.agent.openflow import registers as regs
 from antrea_core.agent.openflow.flows import Flow
 from antrea_core.agent.openflow.pipeline import Stage, TableSpec
-from antrea_core.agent.openflow.podnetwork import GLOBAL_VIRTUAL_MAC
+from antrea_core.agent.openflow.podnetwork import GLOBAL_VIRTUAL_MAC, ip_match
 
 FEATURE = "Egress"
 TABLES = (TableSpec("EgressMark", Stage.ROUTING, rank=20),)
@@ -68,11 +68,8 @@ def initial_flows(cfg: EgressFlowConfig) -> list[Flow]:
 
 
 def _skip(cidr: str) -> Flow:
-    net = ipaddress.ip_network(cidr, strict=False)
-    match: dict[str, Any] = {"eth_type": ether.ETH_TYPE_IP}
-    match["ipv4_dst"] = (str(net.network_address), str(net.netmask)) \
-        if net.prefixlen < 32 else str(net.network_address)
-    return Flow("EgressMark", PRIORITY_SKIP, match, goto="L2ForwardingCalc")
+    return Flow("EgressMark", PRIORITY_SKIP, ip_match(ether.ETH_TYPE_IP, "dst", cidr),
+                goto="L2ForwardingCalc")
 
 
 def dynamic_flows(cfg: EgressFlowConfig, redirects: Mapping[str, str],

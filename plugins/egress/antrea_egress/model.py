@@ -124,14 +124,6 @@ def selects(egress: Any, pod: PodRecord, namespace_labels: Mapping[str, str] | N
     return egress.pod_selector is None or egress.pod_selector.matches(pod.labels)
 
 
-def _candidate_ips(egress: Any) -> list[str]:
-    ips: list[str] = []
-    for ip in (egress.egress_ip, *egress.egress_ips):
-        if ip and ip not in ips:
-            ips.append(ip)
-    return ips
-
-
 def _pool_for(egress: Any, ip: str, index: int, pools: Mapping[str, Any]) -> Any:
     """The pool an IP comes from: egressIPs[i] pairs with the i-th pool when both lists
     are given (Antrea's API), else the first pool that contains it."""
@@ -152,7 +144,7 @@ def _pool_requests(ordered: list[Any], pools: Mapping[str, Any]
     for egress in ordered:
         if not egress.pools:
             continue
-        for index, ip in enumerate(_candidate_ips(egress)):
+        for index, ip in enumerate(egress.requested_ips):
             pool = _pool_for(egress, ip, index, pools)
             if pool is not None and ipaddress.ip_address(ip).version == 4:
                 found[(egress.name, index)] = (ip, pool)
@@ -174,7 +166,7 @@ def plan(me: str, egresses: Iterable[Any], pools: Mapping[str, Any],
                     if nodes[n].max_egress_ips is not None else max_ips_per_node)
     for egress in ordered:
         assignment = Assignment(egress.name, "", "")
-        for index, ip in enumerate(_candidate_ips(egress)):
+        for index, ip in enumerate(egress.requested_ips):
             if ipaddress.ip_address(ip).version != 4:
                 result.warnings.append(f"Egress {egress.name}: IPv6 egress IP {ip} ignored")
                 continue

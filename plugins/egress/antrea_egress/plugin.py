@@ -31,6 +31,7 @@ from antrea_core.apis.egress import Egress, ExternalIPPool, parse_valid
 from antrea_core.k8s.informer import Informer
 from antrea_core.k8s.rawclient import RawClient
 from antrea_core.k8s.resources import EGRESSES, EXTERNAL_IP_POOLS, LEASES, NAMESPACES, NODES, PODS
+from antrea_core.k8s.resync import run_coalesced
 from antrea_core.plugins.hookspecs import hookimpl
 from antrea_egress import egressflows
 from antrea_egress.addresses import EgressAddresses
@@ -172,20 +173,15 @@ class Plugin:
                 if self._stop.is_set():
                     return
         self._dirty.set()
-        while not self._stop.is_set():
-            expiry = self.liveness.next_expiry()
-            timeout = RESYNC_SECONDS if expiry is None else min(RESYNC_SECONDS, expiry + 0.05)
-            self._dirty.wait(timeout)
-            if self._stop.is_set():
-                return
-            self._stop.wait(COALESCE_SECONDS)
-            self._dirty.clear()
-            try:
-                self.sync()
-            except Exception:
-                log.exception("egress sync failed; retrying")
-                self._stop.wait(RETRY_SECONDS)
-                self._dirty.set()
+        run_coalesced(self.sync, stop=self._stop, dirty=self._dirty, what="egress sync",
+                      logger=log, coalesce=COALESCE_SECONDS, retry=RETRY_SECONDS,
+                      deadline=self._next_look)
+
+    def _next_look(self) -> float:
+        """Re-plan when the next live Node's Lease runs out, at the latest after
+        RESYNC_SECONDS (Egress IPs configured by hand appear without any event)."""
+        expiry = self.liveness.next_expiry()
+        return RESYNC_SECONDS if expiry is None else min(RESYNC_SECONDS, expiry + 0.05)
 
     def sync(self) -> Plan:
         assert self.addresses and self.snat and self.status and self.flow_cfg

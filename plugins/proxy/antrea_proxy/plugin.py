@@ -24,6 +24,7 @@ from antrea_core.agent.openflow.podnetwork import gateway_ips
 from antrea_core.k8s.informer import Informer, object_key
 from antrea_core.k8s.rawclient import RawClient
 from antrea_core.k8s.resources import ENDPOINT_SLICES, NODES, SERVICES
+from antrea_core.k8s.resync import run_coalesced
 from antrea_core.plugins.hookspecs import hookimpl
 from antrea_proxy import serviceflows
 from antrea_proxy.conntrack import appctl_runner
@@ -144,29 +145,21 @@ class Plugin:
                 if self._stop.is_set():
                     return
         self._dirty.set()  # even with no Service at all: clear a previous run's flows
-        while not self._stop.is_set():
-            self._dirty.wait()
-            if self._stop.is_set():
-                return
-            self._stop.wait(COALESCE_SECONDS)
-            self._dirty.clear()
-            try:
-                with self._lock:
-                    assert self.catalog is not None
-                    ports = self.catalog.service_ports()
-                assert self.proxier is not None
-                self.proxier.sync(ports)
-                if self.node_ports is not None:
-                    self.node_ports.sync(
-                        ((p.protocol, p.node_port) for p in ports if p.node_port),
-                        {ip for p in ports for ip in (*p.cluster_ips, *p.external_ips)})
-                if self.health_checks is not None:
-                    self.health_checks.sync(health_checks(ports))
-            except Exception:
-                log.exception("service sync failed; retrying")
-                self._stop.wait(RETRY_SECONDS)
-                self._dirty.set()
+        run_coalesced(self._sync, stop=self._stop, dirty=self._dirty, what="service sync",
+                      logger=log, coalesce=COALESCE_SECONDS, retry=RETRY_SECONDS)
 
+    def _sync(self) -> None:
+        with self._lock:
+            assert self.catalog is not None
+            ports = self.catalog.service_ports()
+        assert self.proxier is not None
+        self.proxier.sync(ports)
+        if self.node_ports is not None:
+            self.node_ports.sync(
+                ((p.protocol, p.node_port) for p in ports if p.node_port),
+                {ip for p in ports for ip in (*p.cluster_ips, *p.external_ips)})
+        if self.health_checks is not None:
+            self.health_checks.sync(health_checks(ports))
 
 def node_port_ips(ips: Iterable[str], cidrs: Iterable[str]) -> tuple[str, ...]:
     """The node addresses that serve NodePorts: those within nodePortAddresses, or all

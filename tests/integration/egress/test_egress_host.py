@@ -17,6 +17,7 @@ import pytest
 from antrea_core.agent.snat import PodSNAT
 from antrea_egress.addresses import EgressAddresses, label_for
 from antrea_egress.hostsnat import EgressSNAT, ipset_name
+from antrea_lab.probe import source_ip_seen
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +42,9 @@ class Host:
 
     def source_seen(self) -> str:
         """The source IP the external server saw for a fresh connection from the pod."""
-        out = subprocess.run(["ip", "netns", "exec", self.pod, PY, "-m", "antrea_lab.workload",
-                              "probe", "--hostname", "--timeout", "3",
-                              f"{EXTERNAL_IP}:{PORT}"],
-                             capture_output=True, text=True, timeout=30, check=True)
-        row = json.loads(out.stdout)
-        assert row["ok"], row
-        return row["hostname"]
+        seen = source_ip_seen(self.pod, EXTERNAL_IP, PORT, timeout=3)
+        assert seen is not None, "the connection failed"
+        return seen
 
     def uplink_mac(self) -> str:
         return json.loads(ip("-n", self.node, "-j", "link", "show", "uplink"))[0]["address"]

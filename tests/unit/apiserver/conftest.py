@@ -17,14 +17,10 @@ from apiserver_harness import (
     start_server,
 )
 
-from antrea_lab.apiserver.pki import ensure_pki
-
 
 @pytest.fixture(scope="session")
-def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki")
-    ensure_pki(d, ["127.0.0.1"], ["localhost"])
-    return d
+def pki_dir(k8s_pki: Path) -> Path:
+    return k8s_pki  # the unit tier's CA and serving certificate (tests/unit/conftest.py)
 
 
 @pytest.fixture(scope="session")
