@@ -59,3 +59,20 @@ def test_cli_version_and_help_run_without_root():
     out = subprocess.run([sys.executable, "-m", "antrea_lab.cli", "--version"],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("antrea-lab ")
+
+
+def test_a_process_in_the_middle_of_exec_is_still_ours():
+    # `ip netns exec` execs twice; /proc/<pid>/cmdline reads empty during each exec.
+    # A chain of 2,000 execs, every link carrying the marker, polled without pause:
+    # no poll may call it gone while it runs.
+    marker = "exec-chain-marker"
+    link = f'if [ "$1" -gt 0 ]; then exec /bin/dash -c "$0" "$0" "$(($1-1))"; fi # {marker}'
+    proc = subprocess.Popen(["/bin/dash", "-c", link, link, "2000"])
+    polls = misses = 0
+    while proc.poll() is None:
+        polls += 1
+        if not processes.is_ours(proc.pid, marker) and proc.poll() is None:
+            # exited between the check and poll() is fine; alive and "not ours" is not
+            misses += 1 if processes.proc_state(proc.pid) not in ("", "Z") else 0
+    assert polls > 100
+    assert misses == 0
