@@ -19,3 +19,15 @@ def wait_for(cond: Callable[[], T], timeout: float, what: str, every: float = 0.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(every)
+
+
+def wait_until(what: str, fn: Callable[[], object], timeout: float = 30) -> float:
+    """Seconds until fn() is truthy (for tests that report convergence times); fails
+    naming `what` and the last value."""
+    start = time.monotonic()
+    value = fn()
+    while not value:
+        assert time.monotonic() - start < timeout, f"{what}: last {value!r}"
+        time.sleep(0.2)
+        value = fn()
+    return time.monotonic() - start

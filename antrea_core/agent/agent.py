@@ -38,7 +38,7 @@ from antrea_core.agent.bridge.ovsdb import OVSDB
 from antrea_core.agent.cniserver.server import CNIServer
 from antrea_core.agent.controlplane.discovery import DiscoveryError, start_watch
 from antrea_core.agent.ipam.allocator import NodeIPAM
-from antrea_core.agent.mtu import pod_mtu, transport_is_ipv6, tunnel_overhead
+from antrea_core.agent.mtu import limited, pod_mtu, transport_is_ipv6, tunnel_overhead
 from antrea_core.agent.networkpolicy import agentplugin as networkpolicy
 from antrea_core.agent.networkpolicy.controller import NetworkPolicyController
 from antrea_core.agent.networkpolicy.dpflush import DatapathFlusher
@@ -104,7 +104,8 @@ class Agent:
         self.flow_installer_factory = flow_installer_factory
         self.options = options
         self.context = AgentContext(node_name=options.node_name, config=config,
-                                    layout=layout, kube_api=getattr(cluster, "api", None))
+                                    layout=layout, kube_api=getattr(cluster, "api", None),
+                                    state_dir=options.state_dir)
         self.store = InterfaceStore()
         self.node: NodeInfo | None = None
         self.ipam: NodeIPAM | None = None
@@ -150,6 +151,7 @@ class Agent:
 
         self.ovsdb = OVSDB(Path(cfg.ovs_run_dir) / OVSDB_SOCKET)
         self.bridge = ensure_bridge(self.ovsdb, cfg.ovs_bridge, cfg.ovs_datapath_type)
+        self.context.ovs_bridge = self.bridge
         self.gateway = self.bridge.ensure_gateway_port(cfg.host_gateway, mtu=self.pod_mtu)
         hostnet.configure_gateway(cfg.host_gateway, [p.network for p in self.ipam.pools],
                                   self.options.host_netns)
@@ -162,6 +164,8 @@ class Agent:
                 TUNNEL_PORT_NAME, driver, cfg.effective_tunnel_port, cfg.tunnel_csum)
             if cfg.ovs_datapath_type == "netdev":
                 self._attach_uplink()
+        # Plugins' own devices and ports, before any flow (theirs reference them).
+        call_hook(self.pm, "antrea_datapath_ready", context=self.context)
         self.store.rebuild(self.bridge.interfaces())
 
         self.flows = self.flow_installer_factory(AgentRuntime(
@@ -278,9 +282,11 @@ class Agent:
         overhead = tunnel_overhead(cfg, self.plugins.tunnel, ipv6)
         underlay = hostnet.underlay_mtu(self.node.ips, cfg.transport_interface,
                                         self.options.host_netns)
-        mtu = pod_mtu(0, underlay, overhead)
-        log.info("pod MTU mtu=%d underlay=%s overhead=%d ipv6_transport=%s", mtu, underlay,
-                 overhead, ipv6)
+        tunnelled = pod_mtu(0, underlay, overhead)
+        limits = self.pm.hook.antrea_pod_mtu_limit(config=cfg, underlay_mtu=underlay)
+        mtu = limited(tunnelled, limits)
+        log.info("pod MTU mtu=%d underlay=%s overhead=%d ipv6_transport=%s limits=%s", mtu,
+                 underlay, overhead, ipv6, limits or "-")
         return mtu
 
     def _reconcile(self) -> None:

@@ -179,6 +179,10 @@ class OpenFlowDatapath:
         self.peers.kick()  # the new vswitchd's tunnel neighbour cache is empty
 
     def _probe_tunnel_peers(self) -> None:
+        if self.runtime.config.traffic_encryption_mode == "ipsec":
+            # Tunnel traffic takes the IPsec plugin's encrypted port; the OVS tunnel port
+            # stays idle, and a probe through it would be plaintext on the underlay.
+            return
         with self._lock:
             probes = [tunnel_probe(self.cfg, node) for node in self._remote.values()]
         for msg in probes:

@@ -11,7 +11,7 @@ underlay MTU as is; hybrid pods may be tunnelled, so they pay the overhead.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from antrea_core.config.agent import MAX_MTU, MIN_MTU
@@ -46,3 +46,16 @@ def pod_mtu(default_mtu: int, underlay_mtu: int | None, overhead: int) -> int:
         raise MTUError(f"underlay MTU {underlay_mtu} minus tunnel overhead {overhead} gives "
                        f"{mtu}, outside {MIN_MTU}..{MAX_MTU}; set defaultMTU")
     return mtu
+
+
+def limited(mtu: int, limits: Iterable[int | None]) -> int:
+    """`mtu` lowered to the smallest plugin limit (`antrea_pod_mtu_limit`; None = no
+    limit). A limit below the minimum is refused like a too small underlay."""
+    found = [int(limit) for limit in limits if limit]
+    if not found or min(found) >= mtu:
+        return mtu
+    lowest = min(found)
+    if lowest < MIN_MTU:
+        raise MTUError(f"a plugin limits the pod MTU to {lowest}, below {MIN_MTU}; "
+                       "set defaultMTU")
+    return lowest

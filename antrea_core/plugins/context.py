@@ -49,7 +49,10 @@ class AgentContext:
     `config` is the validated `AgentConfig`; `layout` the pipeline's `PipelineLayout`;
     `bridge` the OpenFlow client of the node's bridge (install/delete flows and groups);
     `node` this node; `kube_api` the official client's `kubernetes.client.ApiClient`
-    authenticated as this agent (None when the agent runs without a cluster). Fields
+    authenticated as this agent (None when the agent runs without a cluster);
+    `ovs_bridge` the OVSDB side of the bridge (`OVSBridge`: plugins attach their own
+    ports); `state_dir` a directory kept across agent restarts (use a subdirectory
+    named after your plugin). Fields
     are filled as the agent starts; hooks that receive the context are only called once
     the fields they need are set.
     """
@@ -60,4 +63,6 @@ class AgentContext:
     bridge: Any = None
     node: NodeInfo | None = None
     kube_api: Any = None
+    ovs_bridge: Any = None
+    state_dir: Any = None
     extras: dict[str, Any] = field(default_factory=dict)

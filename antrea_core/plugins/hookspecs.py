@@ -69,6 +69,16 @@ class AgentHookSpecs:
         messages (each naming the config key) to refuse to start, or None/[] if fine.
         """
 
+    @hookspec
+    def antrea_pod_mtu_limit(self, config: object, underlay_mtu: int) -> int | None:
+        """The largest pod MTU this plugin's datapath carries over `underlay_mtu`.
+
+        Called once at start-up when ``defaultMTU`` is not set, after the tunnel
+        overhead is known; the agent uses the smallest of the tunnel-derived MTU and every
+        answer. Return None when the plugin puts no limit on pod packets (an encrypting
+        plugin, for instance, returns what fits after its own headers).
+        """
+
     # -- the OpenFlow pipeline ------------------------------------------------------
 
     @hookspec
@@ -79,6 +89,17 @@ class AgentHookSpecs:
         (name, `Stage`, `Pipeline`, rank). Table ids are assigned from the union of all
         enabled features' declarations; never assume a table id. Declaring a table that
         another feature also declares is fine if the specs are equal.
+        """
+
+    @hookspec
+    def antrea_datapath_ready(self, context: AgentContext) -> None:
+        """The node's bridge, gateway port and core tunnel port exist; no flow of any
+        feature is installed yet.
+
+        ``context.ovs_bridge`` (OVSDB), ``context.node`` and ``context.state_dir`` are
+        set. Create here the host devices and OVS ports your flows will reference, so
+        that `antrea_initial_flows` can name their ofports. Called once at start-up;
+        raising stops the agent naming the plugin.
         """
 
     @hookspec

@@ -13,11 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
+from waiting import wait_until
 
 from antrea_lab import cluster
 from antrea_lab.labdir import LabDir
@@ -74,17 +74,6 @@ class EgressLab:
         state = self.lab.load()
         assert state is not None
         return state.pids[f"{node}-antrea-agent"]
-
-
-def wait_until(what: str, fn: Callable[[], object], timeout: float = 30) -> float:
-    """Seconds until fn() is truthy; fails naming `what` and the last value."""
-    start = time.monotonic()
-    value = fn()
-    while not value:
-        assert time.monotonic() - start < timeout, f"{what}: last {value!r}"
-        time.sleep(0.2)
-        value = fn()
-    return time.monotonic() - start
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,10 @@ kubelet. Each step records what it created in lab.json before the next one start
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -81,11 +83,11 @@ def running(lab: LabDir) -> LabState | None:
 
 
 def _start(lab: LabDir, state: LabState, component: str, argv: list[str],
-           netns: str | None = None) -> None:
+           netns: str | None = None, env: dict[str, str] | None = None) -> None:
     pid = processes.spawn(argv, lab.log(component), lab.pids / f"{component}.pid",
-                          netns=netns)
+                          netns=netns, env=env)
     state.pids[component] = pid
-    state.commands[component] = {"argv": argv, "netns": netns}
+    state.commands[component] = {"argv": argv, "netns": netns, **({"env": env} if env else {})}
     lab.save(state)
 
 
@@ -101,7 +103,8 @@ def restart(lab: LabDir, component: str, kill: bool = False) -> int:
         os.kill(pid, signal.SIGKILL)
     processes.stop(pid, str(lab.path))
     command = state.commands[component]
-    _start(lab, state, component, command["argv"], netns=command["netns"])
+    _start(lab, state, component, command["argv"], netns=command["netns"],
+           env=command.get("env"))
     if component == CONTROLLER:
         wait_controller_serving(lab)
     return state.pids[component]
@@ -181,6 +184,10 @@ def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None
         "--cluster-cidr", CLUSTER_CIDR, "--node-cidr-mask-size", str(NODE_CIDR_MASK)]))
     # Harmless with the bridge CNI; antrea-controller and the agents watch them.
     step("Antrea CRDs", lambda: install_crds(lab))
+    agent_env: dict[str, str] = {}
+    if cni == "antrea" and (agent_overrides or {}).get("trafficEncryptionMode") == "ipsec":
+        agent_env[IPSEC_PSK_ENV] = str(step("IPsec pre-shared key (Secret antrea-ipsec)",
+                                            lambda: ensure_ipsec_psk(lab)))
     if cni == "antrea":
         # Not waited for here: it starts while the nodes do (agents wait for it).
         step("antrea-controller", lambda: start_controller(lab, state, wait=False))
@@ -209,7 +216,8 @@ def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None
                     "--kubeconfig", str(lab.node_kubeconfig(node)), "--node-name", node,
                     "--cni-conf-dir", str(lab.cni_conf_dir(node)),
                     "--cni-bin-dir", str(lab.cni_bin_dir(node)),
-                    "--state-dir", str(lab.node(node) / "agent")], netns=lab.netns(node))
+                    "--state-dir", str(lab.node(node) / "agent")], netns=lab.netns(node),
+                    env=agent_env or None)
             _start(lab, state, f"{node}-kubelet", argv, netns=lab.netns(node))
         step(f"{node}: Open vSwitch + kubelet", start_node)
     step("nodes Ready", lambda: wait_nodes_ready(lab, names))
@@ -225,6 +233,27 @@ CONTROLLER_API_PORT = 10349  # antrea-controller's apiPort default
 ANTREA_SERVICE_LABELS = {"app": "antrea", "component": "antrea-controller"}
 # Set on the Endpoints/EndpointSlice we write, so no controller of the lab claims them.
 LAB_MANAGER = "antrea-lab"
+
+
+IPSEC_PSK_ENV = "ANTREA_IPSEC_PSK"
+
+
+def ensure_ipsec_psk(lab: LabDir) -> str:
+    """The cluster's IPsec pre-shared key: Secret kube-system/antrea-ipsec (key psk),
+    created with a random key unless it exists, as the IPsec manifest's Secret is."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_client(lab))
+    try:
+        secret = core.read_namespaced_secret("antrea-ipsec", "kube-system")
+        return base64.b64decode(secret.data["psk"]).decode()
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    psk = secrets.token_urlsafe(32)
+    core.create_namespaced_secret("kube-system", {
+        "metadata": {"name": "antrea-ipsec"}, "type": "Opaque", "stringData": {"psk": psk}})
+    return psk
 
 
 def install_crds(lab: LabDir) -> list[str]:

@@ -54,7 +54,7 @@ class CharonError(RuntimeError):
 class CharonConfig:
     """Where a node's charon lives: its netns, its state directory, its socket mark."""
 
-    netns: str
+    netns: str  # "": the caller's own netns (the agent runs in the node's)
     state_dir: Path
     fwmark: int = DEFAULT_FWMARK
 
@@ -167,29 +167,54 @@ class Charon:
     def __init__(self, cfg: CharonConfig) -> None:
         self.cfg = cfg
         self._proc: subprocess.Popen[bytes] | None = None
+        self._adopted: int | None = None  # a charon an earlier agent run started
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._proc.pid if self._proc else self._adopted
 
     def running(self) -> bool:
+        if self._adopted is not None:
+            return _pid_alive(self._adopted)
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout: float = 20.0) -> int:
-        """Start charon in the netns and return its PID once VICI answers."""
+    def adopt(self) -> int | None:
+        """Take over a charon that runs with this config and answers on VICI (started
+        by an earlier run of the caller); its SAs stay up. None if there is none."""
+        try:
+            pid = int(self.cfg.pid_path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return None
+        if not (pid and _pid_alive(pid) and self._owned_by_us(pid)
+                and vici_answers(self.cfg.vici_socket)):
+            return None
+        self._proc, self._adopted = None, pid
+        log.info("charon adopted netns=%s pid=%d", self.cfg.netns, pid)
+        return pid
+
+    def start(self, timeout: float = 20.0, replace_stale: bool = False) -> int:
+        """Start charon in the netns and return its PID once VICI answers. A charon
+        reading the same config that still runs (its starter crashed) is refused, or
+        stopped first with `replace_stale`."""
         if self.running():
-            return self._proc.pid  # type: ignore[union-attr]
+            return self.pid  # type: ignore[return-value]
+        self._adopted = None
         cfg = self.cfg
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.conf_path.write_text(render_conf(cfg))
+        if replace_stale:
+            self._stop_stale(timeout)
         self._clear_stale()
         with cfg.log_path.open("a") as f:
             f.write(f"--- start {time.strftime('%b %e %T')} ---\n")
         env = {**os.environ, "STRONGSWAN_CONF": str(cfg.conf_path)}
-        # `ip netns exec` execs (no fork) into its own mount namespace; sh bind-mounts the
-        # private /run and execs charon, so the PID we hold is charon's.
-        argv = ["ip", "netns", "exec", cfg.netns, "sh", "-c",
-                'mount --bind "$1" /run && exec "$2"', "sh", str(cfg.run_dir), str(CHARON)]
+        # `ip netns exec` (or, already in the node's netns, `unshare --mount`) execs (no
+        # fork) into a mount namespace of its own; sh bind-mounts the private /run and
+        # execs charon, so the PID we hold is charon's.
+        prefix = (["ip", "netns", "exec", cfg.netns] if cfg.netns
+                  else ["unshare", "--mount", "--propagation", "slave"])
+        argv = [*prefix, "sh", "-c", 'mount --bind "$1" /run && exec "$2"', "sh",
+                str(cfg.run_dir), str(CHARON)]
         log_f = cfg.log_path.open("ab")
         try:
             self._proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
@@ -217,6 +242,9 @@ class Charon:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`; leaves no stale pidfile/socket."""
+        if self._adopted is not None:
+            self._adopted = None
+            self._stop_stale(timeout)
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -250,6 +278,22 @@ class Charon:
                               f"(pidfile {pid_path})")
         for stale in (pid_path, self.cfg.vici_socket):
             stale.unlink(missing_ok=True)
+
+    def _stop_stale(self, timeout: float) -> None:
+        try:
+            old = int(self.cfg.pid_path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if not (old and _pid_alive(old) and self._owned_by_us(old)):
+            return
+        log.warning("stopping a charon left running netns=%s pid=%d", self.cfg.netns, old)
+        os.kill(old, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(old):
+            if time.monotonic() > deadline:
+                os.kill(old, signal.SIGKILL)
+                deadline = time.monotonic() + timeout
+            time.sleep(0.05)
 
     def _owned_by_us(self, pid: int) -> bool:
         """Is `pid` a charon reading our config (not an unrelated process with a reused PID)?"""

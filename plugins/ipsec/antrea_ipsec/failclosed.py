@@ -80,6 +80,12 @@ class FailClosed:
             while not self._cmd(["-C", chain, *rule], ok_codes=(0, 1)).returncode:
                 self._cmd(["-D", chain, *rule])
 
+    def peers(self) -> set[str]:
+        """The peer IPs that have drop rules now (an earlier agent run may have left some)."""
+        out = self._cmd(["-S", CHAIN_OUT], ok_codes=(0, 1)).stdout.split()
+        return {out[i + 1].removesuffix("/32") for i, word in enumerate(out[:-1])
+                if word == "-d"}
+
     def dropped_packets(self) -> int:
         """Packets dropped so far by the peer rules, outbound and inbound together."""
         total = 0

@@ -178,7 +178,10 @@ class SAManager:
 
     def unload_peer(self, node_name: str) -> None:
         """Remove the connection to `node_name` and close its SAs (no restart)."""
-        name = conn_name(node_name)
+        self.unload_conn(conn_name(node_name))
+
+    def unload_conn(self, name: str) -> None:
+        """Remove connection `name` and close its SAs (no restart)."""
         with self._session(f"unload-conn {name}") as s:
             s.unload_conn({"name": name})
         try:

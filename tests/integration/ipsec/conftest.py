@@ -1,6 +1,7 @@
-"""Two "nodes" (netns) joined by a veth underlay, each with its own charon, and a kernel
-VXLAN device between their node IPs carrying inner addresses. Nothing is configured in
-IPsec yet: tests load the PSK, the peers and the fail-closed rules (`Pair.configure`)."""
+"""Two "nodes" (netns) joined by a veth underlay, each with its own charon, and the
+agent's kernel VXLAN device (`tunnelport`, FDB entry per peer) carrying inner addresses.
+Nothing is configured in IPsec yet: tests load the PSK, the peers and the fail-closed
+rules (`Pair.configure`)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from pathlib import Path
 import pytest
 from waiting import wait_for
 
+from antrea_core.agent.podnet.netns import run_in_netns
 from antrea_ipsec.charon import Charon, CharonConfig
 from antrea_ipsec.failclosed import FailClosed
 from antrea_ipsec.sa import Peer, SAManager
+from antrea_ipsec.tunnelport import DEVICE, DeviceSpec, EncryptedTunnelPort, peer_mac
 
 PY = sys.executable
 PSK = "antrea-hn-test-psk"
@@ -155,11 +158,17 @@ def pair() -> Iterator[Pair]:
         for n, other in ((pr.a, pr.b), (pr.b, pr.a)):
             run("ip", "-n", n.name, "addr", "add", f"{n.ip}/24", "dev", UNDERLAY)
             run("ip", "-n", n.name, "link", "set", UNDERLAY, "up")
-            # The VXLAN packet must fit ipsec0 (MTU 1400) once encapsulated.
-            run("ip", "-n", n.name, "link", "add", "vxlan0", "mtu", "1300", "type", "vxlan",
-                "id", "99", "local", n.ip, "remote", other.ip, "dstport", "4789")
-            run("ip", "-n", n.name, "addr", "add", f"{n.inner}/24", "dev", "vxlan0")
-            run("ip", "-n", n.name, "link", "set", "vxlan0", "up")
+            # The agent's device: one VXLAN device, a static FDB entry per peer MAC.
+            port = EncryptedTunnelPort(DeviceSpec(local_ip=n.ip, mtu=1350))
+            run_in_netns(f"/run/netns/{n.name}", port.ensure)
+            run_in_netns(f"/run/netns/{n.name}", lambda p=port, o=other: p.set_peer(o.ip))
+            # The kernel's IP stack stands in for OVS here: the device answers to its
+            # own peer MAC, and the peer's inner address resolves to the peer's MAC
+            # (OVS rewrites the destination MAC the same way).
+            run("ip", "-n", n.name, "link", "set", DEVICE, "address", peer_mac(n.ip))
+            run("ip", "-n", n.name, "addr", "add", f"{n.inner}/24", "dev", DEVICE)
+            run("ip", "-n", n.name, "neigh", "replace", other.inner, "lladdr",
+                peer_mac(other.ip), "dev", DEVICE, "nud", "permanent")
         for n in (pr.a, pr.b):
             n.charon.start()
         yield pr

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from antrea_core.agent.mtu import MTUError, pod_mtu, transport_is_ipv6, tunnel_overhead
+from antrea_core.agent.mtu import (
+    MTUError,
+    limited,
+    pod_mtu,
+    transport_is_ipv6,
+    tunnel_overhead,
+)
 from antrea_core.config.agent import AgentConfig
 from antrea_tunnels.drivers import GRE, VXLAN, Geneve
 
@@ -55,3 +61,11 @@ def test_tunnels_run_over_ipv6_only_when_the_node_has_no_ipv4_address():
     assert transport_is_ipv6(["fd00::10"]) is True
     assert transport_is_ipv6(["192.168.77.11", "fd00::10"]) is False
     assert transport_is_ipv6([]) is False
+
+
+def test_plugin_limits_lower_the_pod_mtu_and_none_means_no_limit():
+    assert limited(1450, []) == 1450
+    assert limited(1450, [None, 1500]) == 1450  # a limit above changes nothing
+    assert limited(1450, [1350, None, 1400]) == 1350  # the smallest wins
+    with pytest.raises(MTUError, match="limits the pod MTU to 60"):
+        limited(1450, [60])
