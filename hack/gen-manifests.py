@@ -161,6 +161,10 @@ def agent() -> dict[str, Any]:
     selector = {**LABELS, "component": "antrea-agent"}
     privileged = {"privileged": True}
     node_name = {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    # Read only with trafficEncryptionMode: ipsec; create the Secret before enabling it:
+    # kubectl -n kube-system create secret generic antrea-ipsec --from-literal=psk=...
+    ipsec_psk = {"name": "ANTREA_IPSEC_PSK", "valueFrom": {"secretKeyRef": {
+        "name": "antrea-ipsec", "key": "psk", "optional": True}}}
     ovs_mounts = [{"name": "host-var-run-openvswitch", "mountPath": "/var/run/openvswitch"},
                   {"name": "host-var-lib-openvswitch", "mountPath": "/var/lib/openvswitch"},
                   {"name": "host-lib-modules", "mountPath": "/lib/modules", "readOnly": True}]
@@ -179,7 +183,7 @@ def agent() -> dict[str, Any]:
                              "--cni-conf-dir", "/host/etc/cni/net.d",
                              "--cni-bin-dir", "/host/opt/cni/bin",
                              "--state-dir", "/var/lib/antrea"],
-                 "env": [node_name],
+                 "env": [node_name, ipsec_psk],
                  "volumeMounts": [
                      {"name": "antrea-config", "mountPath": "/etc/antrea", "readOnly": True},
                      {"name": "host-cni-conf", "mountPath": "/host/etc/cni/net.d"},

@@ -70,7 +70,8 @@ class Plugin:
         if not CHARON.exists() or shutil.which("iptables") is None:
             errors.append(f"trafficEncryptionMode: ipsec needs strongSwan's charon "
                           f"({CHARON}) and iptables: apt-get install strongswan-charon "
-                          "strongswan-swanctl libcharon-extra-plugins iptables")
+                          "strongswan-swanctl libcharon-extra-plugins "
+                          "libstrongswan-standard-plugins iptables")
         return errors
 
     @hookimpl

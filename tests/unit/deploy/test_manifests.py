@@ -163,3 +163,31 @@ def test_agent_may_not_write_egress_specs(objects) -> None:
     rules = objects[("ClusterRole", "antrea-agent")]["rules"]
     assert not _allowed(rules, "crd.antrea.io", "egresses", "update")
     assert not _allowed(rules, "crd.antrea.io", "egresses", "patch")
+
+
+# -- IPsec --------------------------------------------------------------------------------
+
+def test_agent_gets_the_ipsec_psk_from_its_secret_only_if_it_exists(objects) -> None:
+    from antrea_ipsec.plugin import PSK_ENV
+
+    spec = objects[("DaemonSet", "antrea-agent")]["spec"]["template"]["spec"]
+    (agent,) = [c for c in spec["containers"] if c["name"] == "antrea-agent"]
+    env = {e["name"]: e for e in agent["env"]}
+    ref = env[PSK_ENV]["valueFrom"]["secretKeyRef"]
+    # optional: clusters without IPsec need no Secret for the agent to start.
+    assert ref == {"name": "antrea-ipsec", "key": "psk", "optional": True}
+
+
+def test_image_installs_the_packages_the_ipsec_plugin_asks_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from antrea_core.config.agent import AgentConfig
+    from antrea_ipsec import plugin
+
+    dockerfile = (ROOT / "deploy" / "images" / "Dockerfile").read_text()
+    monkeypatch.setattr(plugin, "CHARON", tmp_path / "no-charon")  # it names what it needs
+    errors = plugin.Plugin().antrea_validate_config(AgentConfig())
+    (message,) = [e for e in errors if "apt-get install" in e]
+    packages = message.split("apt-get install", 1)[1].split()
+    assert packages and all(re.search(rf"\s{re.escape(p)}\s", dockerfile) for p in packages)
