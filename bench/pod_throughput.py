@@ -1,7 +1,7 @@
 """Pod-to-pod TCP throughput through Antrea's pipeline, next to bare OVS in the same run.
 
 Run as root:  .venv/bin/python bench/pod_throughput.py [--seconds 5] [--rounds 3]
-              [--tunnel geneve]
+              [--tunnel geneve] [--ipsec]
 
 Sets up four paths side by side, then measures them in alternating rounds (iperf3, one
 TCP stream each) and reports the best round of each:
@@ -12,6 +12,9 @@ TCP stream each) and reports the best round of each:
   4. Antrea, across nodes: a pod on node1 to a pod on node2 (through the tunnel).
 Every endpoint uses MTU 1450 and TX checksum offload off, as the lab's pods do, so the
 rows differ only in the forwarding path. Prints Gbit/s and Antrea's ratio to bare OVS.
+With ``--ipsec``, a second lab with ``trafficEncryptionMode: ipsec`` adds
+  5. Antrea with IPsec, across nodes (pod MTU 1350: the ESP packet must fit), and its
+     ratio to row 4.
 """
 
 from __future__ import annotations
@@ -177,12 +180,13 @@ def _nudge(ip: str) -> None:
 # -- Antrea ---------------------------------------------------------------------------------
 
 
-def antrea(stack: ExitStack, name: str, root: Path, tunnel: str, api_port: int | None
-           ) -> list[Route]:
+def antrea(stack: ExitStack, name: str, root: Path, tunnel: str, api_port: int | None,
+           ipsec: bool = False) -> list[Route]:
     lab = LabDir(name, root=root)
     stack.callback(lambda: cluster.down(lab, progress=lambda _m: None))
+    overrides = {"tunnelType": tunnel, **({"trafficEncryptionMode": "ipsec"} if ipsec else {})}
     cluster.up(lab, 2, cni="antrea", api_port=api_port, progress=lambda _m: None,
-               agent_overrides={"tunnelType": tunnel})
+               agent_overrides=overrides)
     api = client.CoreV1Api(cluster.kube_client(lab))
     api.create_namespace({"metadata": {"name": "bench"}})
     placement = {"client": "node1", "local": "node1", "remote": "node2"}
@@ -202,6 +206,9 @@ def antrea(stack: ExitStack, name: str, root: Path, tunnel: str, api_port: int |
             raise RuntimeError("bench pods not running after 120 s")
         time.sleep(0.3)
     client_ns = lab.pod_netns(pods["client"].metadata.uid)
+    if ipsec:
+        return [Route("Antrea pipeline, pod to pod, across nodes, IPsec", client_ns,
+                      pods["remote"].status.pod_ip)]
     return [Route("Antrea pipeline, pod to pod, same node", client_ns,
                   pods["local"].status.pod_ip),
             Route(f"Antrea pipeline, pod to pod, across nodes ({tunnel})", client_ns,
@@ -216,6 +223,8 @@ def main() -> int:
     parser.add_argument("--prefix", default=f"bt{os.getpid() % 1000}",
                         help="prefix of the netns and lab this run creates")
     parser.add_argument("--api-port", type=int, default=None, help="lab API port")
+    parser.add_argument("--ipsec", action="store_true",
+                        help="also measure across nodes with trafficEncryptionMode: ipsec")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (network namespaces, Open vSwitch)")
@@ -224,6 +233,9 @@ def main() -> int:
         paths = [bare_one_bridge(stack, args.prefix, base),
                  bare_tunnel(stack, args.prefix, base, args.tunnel),
                  *antrea(stack, args.prefix, base / "lab", args.tunnel, args.api_port)]
+        if args.ipsec:
+            paths += antrea(stack, f"{args.prefix}i", base / "lab-ipsec", args.tunnel, None,
+                            ipsec=True)
         # Rounds alternate the paths, so a burst of load from elsewhere on this shared
         # machine hits all of them alike; the best of the rounds is reported.
         results: dict[str, list[float]] = {p.label: [] for p in paths}
@@ -236,11 +248,13 @@ def main() -> int:
     print(f"iperf3 TCP, 1 stream, {args.seconds} s, best of {args.rounds} alternating "
           f"rounds, MTU {MTU}")
     for label, values in results.items():
-        runs = " ".join(f"{v:.2f}" for v in values)
-        print(f"  {label.ljust(width)}  {best[label]:6.2f} Gbit/s   (runs: {runs})")
+        runs = " ".join(f"{v:.3f}" for v in values)
+        print(f"  {label.ljust(width)}  {best[label]:6.3f} Gbit/s   (runs: {runs})")
     labels = [p.label for p in paths]
     print(f"  Antrea / bare, same node:    {best[labels[2]] / best[labels[0]]:.2f}")
     print(f"  Antrea / bare, across nodes: {best[labels[3]] / best[labels[1]]:.2f}")
+    if args.ipsec:
+        print(f"  IPsec / plaintext, across nodes: {best[labels[4]] / best[labels[3]]:.3f}")
     return 0
 
 
