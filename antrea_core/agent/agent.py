@@ -43,7 +43,7 @@ from antrea_core.agent.networkpolicy import agentplugin as networkpolicy
 from antrea_core.agent.networkpolicy.controller import NetworkPolicyController
 from antrea_core.agent.networkpolicy.dpflush import DatapathFlusher
 from antrea_core.agent.nodeinfo import ClusterView
-from antrea_core.agent.noderoute import NodeRouteController, RemoteNodeFlows
+from antrea_core.agent.noderoute import NodeRouteController, RemoteNodeFlows, RoutePolicy
 from antrea_core.agent.openflow.podnetwork import gateway_ips
 from antrea_core.agent.podconfigurator import (
     PodConfigurator,
@@ -252,14 +252,21 @@ class Agent:
     def _sync_node_routes(self) -> None:
         """Remote Nodes' tunnel flows and routes, in place before the previous run's flows
         are deleted (reconcile's sync_done)."""
+        cfg = self.config
         api = getattr(self.cluster, "api", None)
-        if self.tunnel is None or api is None or not isinstance(self.flows, RemoteNodeFlows):
+        if cfg.traffic_encap_mode == "networkPolicyOnly":
+            return  # the primary CNI routes between Nodes
+        if ((cfg.tunnel_enabled and self.tunnel is None) or api is None
+                or not isinstance(self.flows, RemoteNodeFlows)):
             log.warning("node routes disabled (tunnel=%s, cluster API=%s, installer=%s)",
                         self.tunnel is not None, api is not None, type(self.flows).__name__)
             return
+        assert self.node is not None
+        policy = RoutePolicy(cfg.traffic_encap_mode, hostnet.subnets_of_addresses(
+            self.node.ips, self.options.host_netns))
         self.node_routes = NodeRouteController(
-            api, self.options.node_name, self.flows, self.config.host_gateway,
-            netns=self.options.host_netns,
+            api, self.options.node_name, self.flows, cfg.host_gateway,
+            netns=self.options.host_netns, policy=policy,
             on_added=self._remote_node_added, on_removed=self._remote_node_removed)
         self.node_routes.sync(self._stop)
 

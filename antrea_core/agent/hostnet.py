@@ -90,6 +90,20 @@ def mtu_of_address_holder(ips: Sequence[str], netns: str | None = None
     return None
 
 
+def subnets_of_addresses(ips: Sequence[str], netns: str | None = None
+                         ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The subnets (address/prefix as configured) of the local addresses among ``ips``:
+    the node's transport subnets, which hybrid mode reaches without a tunnel."""
+    wanted = {str(ipaddress.ip_address(ip)) for ip in ips}
+    found = []
+    with iproute_in(netns) as ipr:
+        for addr in ipr.get_addr():
+            local = addr.get("IFA_LOCAL") or addr.get("IFA_ADDRESS")
+            if local in wanted:
+                found.append(ipaddress.ip_interface(f"{local}/{addr['prefixlen']}").network)
+    return tuple(dict.fromkeys(found))
+
+
 def underlay_mtu(node_ips: Sequence[str], transport_interface: str = "",
                  netns: str | None = None) -> int | None:
     """The MTU of ``transport_interface`` if set, else of the device holding a node IP."""

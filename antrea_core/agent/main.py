@@ -23,7 +23,12 @@ import typer
 from antrea_core.agent.openflow.core_tables import core_tables
 from antrea_core.agent.openflow.pipeline import PipelineError, PipelineLayout
 from antrea_core.agent.podflows import FlowInstallerFactory
-from antrea_core.config.loading import ConfigError, load_agent_config
+from antrea_core.config.loading import (
+    AGENT_CONF_NAME,
+    ConfigError,
+    ConfigIssue,
+    load_agent_config,
+)
 from antrea_core.plugins.loading import AgentPlugins, PluginError, load_agent_plugins
 from antrea_core.plugins.loading import validate_config as validate_plugin_config
 from antrea_core.signals import stop_on_signals, wait_until_stopped
@@ -38,6 +43,12 @@ DEFAULT_STATE_DIR = Path("/var/lib/antrea-agent")
 def prepare(config_path: Path | None) -> tuple[Any, AgentPlugins, PipelineLayout]:
     """Everything the agent checks before touching the node; raises on bad input."""
     config = load_agent_config(config_path)
+    if config.traffic_encap_mode == "networkPolicyOnly":
+        # Valid for Antrea, but this agent cannot chain after another CNI yet: refusing
+        # beats networking pods in a mode nobody asked for.
+        raise ConfigError(str(config_path or AGENT_CONF_NAME), [ConfigIssue(
+            "networkPolicyOnly (chained after another CNI) is not implemented yet; use "
+            "encap, noEncap or hybrid", key="trafficEncapMode")])
     tunnel = config.tunnel_type if config.tunnel_enabled else None
     plugins = load_agent_plugins(config.enabled_features(), tunnel)
     validate_plugin_config(plugins, config)

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,12 +33,6 @@ PLACEMENT = {"a1": "node1", "a2": "node1", "b1": "node2", "c1": "node3", "s1": "
 MATRIX_PODS = ("a1", "a2", "b1", "c1")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module", params=["geneve", "vxlan", "gre"])
 def antrea_lab(request: pytest.FixtureRequest,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDir]:
@@ -47,7 +40,7 @@ def antrea_lab(request: pytest.FixtureRequest,
     lab = LabDir(f"{tunnel[:3]}{os.getpid() % 10000}",
                  root=tmp_path_factory.mktemp(f"antrea-lab-{tunnel}"))
     try:
-        cluster.up(lab, NODES, cni="antrea", api_port=_free_port(),
+        cluster.up(lab, NODES, cni="antrea",
                    progress=lambda m: print(m, file=sys.stderr),
                    agent_overrides={"tunnelType": tunnel})
         for node in lab.load().nodes:  # type: ignore[union-attr]

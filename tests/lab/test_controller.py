@@ -78,7 +78,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDir]:
         pytest.fail("lab tests need root (network namespaces, Open vSwitch)")
     lab = LabDir(f"ctl{os.getpid() % 10000}", root=tmp_path_factory.mktemp("ctl-lab"))
     try:
-        cluster.up(lab, 2, cni="antrea", api_port=_free_port(),
+        cluster.up(lab, 2, cni="antrea",
                    progress=lambda m: print(m, file=sys.stderr))
         yield lab
     finally:

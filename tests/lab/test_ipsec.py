@@ -27,6 +27,7 @@ from waiting import wait_until
 from antrea_ipsec.sa import SAManager
 from antrea_ipsec.tunnelport import DEVICE, peer_mac
 from antrea_lab import cluster
+from antrea_lab.capture import capture
 from antrea_lab.labdir import LabDir
 from antrea_lab.processes import proc_state
 
@@ -114,40 +115,15 @@ class IPsecLab:
     @contextmanager
     def capture(self) -> Iterator[list[Capture]]:
         """Capture the underlay's UDP while the block runs; the result is appended."""
-        pcap = self.lab.path / f"underlay-{time.monotonic_ns()}.pcap"
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.lab.netns("underlay"), "tcpdump", "-i", "any", "-nn",
-             "--immediate-mode", "-U", "-B", "16384", "-w", str(pcap), "udp"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(1.0)  # tcpdump attached
+        path = self.lab.path / f"underlay-{time.monotonic_ns()}.pcap"
         result: list[Capture] = []
-        try:
+        with capture(self.lab.netns("underlay"), path, bpf="udp") as pcap:
             yield result
-        finally:
-            time.sleep(0.5)
-            proc.send_signal(signal.SIGINT)
-            proc.wait(10)
-        result.append(Capture(esp_in_udp=_count(pcap, "udp port 4500"),
-                              ike=_count(pcap, "udp port 500"),
-                              plaintext_vxlan=_count(pcap, "udp port 4789"),
-                              plaintext_geneve=_count(pcap, "udp port 6081"),
-                              esp_bytes=_bytes(pcap, "udp port 4500")))
-
-
-def _read(pcap: Path, bpf: str, *extra: str) -> list[str]:
-    out = subprocess.run(["tcpdump", "-nn", "-r", str(pcap), *extra, bpf],
-                         capture_output=True, text=True)
-    return [line for line in out.stdout.splitlines() if line.strip()]
-
-
-def _count(pcap: Path, bpf: str) -> int:
-    return len(_read(pcap, bpf))
-
-
-def _bytes(pcap: Path, bpf: str) -> int:
-    # "... UDP, length 1416": the UDP payload, i.e. the ESP packet.
-    return sum(int(line.rsplit("length", 1)[1]) for line in _read(pcap, bpf)
-               if "length" in line)
+        result.append(Capture(esp_in_udp=pcap.count("udp port 4500"),
+                              ike=pcap.count("udp port 500"),
+                              plaintext_vxlan=pcap.count("udp port 4789"),
+                              plaintext_geneve=pcap.count("udp port 6081"),
+                              esp_bytes=pcap.udp_payload_bytes("udp port 4500")))
 
 
 @pytest.fixture(scope="module")

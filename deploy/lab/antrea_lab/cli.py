@@ -85,7 +85,8 @@ def up(
     demo: Annotated[bool, typer.Option(help="Deploy demo pods and print their "
                                             "connectivity matrix")] = False,
     config: Annotated[Path | None, typer.Option(help="Lab settings (YAML): nodes, cni, "
-                                                     "apiPort, antreaAgent")] = None,
+                                                     "apiPort, underlaySubnets, "
+                                                     "antreaAgent")] = None,
 ) -> None:
     """Bring up a lab: underlay, nodes (netns + Open vSwitch + kubelet), API server."""
     _require_root()
@@ -111,7 +112,8 @@ def up(
     start = time.monotonic()
     try:
         cluster.up(lab, nodes, cni=cni, api_port=api_port or None, progress=typer.echo,
-                   agent_overrides=settings.antrea_agent if config is not None else None)
+                   agent_overrides=settings.antrea_agent if config is not None else None,
+                   subnets=settings.underlay_subnets if config is not None else 1)
     except LabError as exc:
         typer.echo(f"error: {exc}", err=True)
         typer.echo(f"logs: {lab.logs}; clean up with: antrea-lab --name {ctx.obj} down", err=True)

@@ -143,9 +143,20 @@ def agent_config(lab: LabDir, node: str, overrides: dict | None = None) -> dict:
 
 
 def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None,
-       progress: Progress = print, agent_overrides: dict | None = None) -> LabState:
+       progress: Progress = print, agent_overrides: dict | None = None,
+       subnets: int = 1) -> LabState:
+    """Bring the lab up; ``subnets`` > 1 spreads the nodes over routed underlay subnets
+    (see node.topology), which only antrea-agent can network (its tunnels or hybrid
+    mode): the bridge CNI's host routes need every node on one subnet."""
     from antrea_lab.node import ovs, topology  # imported late: they need root + pyroute2
 
+    if subnets > 1 and cni != "antrea":
+        raise LabError("underlaySubnets > 1 needs cni antrea (the bridge CNI routes pods "
+                       "only between nodes on one subnet)")
+    try:
+        topology.plan(lab.name, nodes, subnets)
+    except ValueError as exc:
+        raise LabError(f"underlaySubnets: {exc}") from None
     if running(lab):
         raise LabError(f"lab {lab.name} is already up (antrea-lab --name {lab.name} down "
                        "first)")
@@ -162,9 +173,9 @@ def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None
 
     def network() -> None:
         # Recorded before creation: a failure half-way still leaves `down` the names.
-        state.netns = topology.plan(lab.name, names).all_netns()
+        state.netns = topology.plan(lab.name, names, subnets).all_netns()
         lab.save(state)
-        state.topology = topology.create(lab.name, names).to_dict()
+        state.topology = topology.create(lab.name, names, subnets).to_dict()
         lab.save(state)
     step("network namespaces (underlay, nodes, external)", network)
 
@@ -191,8 +202,8 @@ def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None
     if cni == "antrea":
         # Not waited for here: it starts while the nodes do (agents wait for it).
         step("antrea-controller", lambda: start_controller(lab, state, wait=False))
-    for index, node in enumerate(names, start=1):
-        def start_node(node: str = node, index: int = index) -> None:
+    for node in names:
+        def start_node(node: str = node) -> None:
             pids = ovs.NodeOVS(lab.netns(node), lab.ovs_dirs(node), lab.logs,
                                log_prefix=node).start()
             state.pids[f"{node}-ovsdb-server"] = pids.ovsdb_server
@@ -202,7 +213,8 @@ def up(lab: LabDir, nodes: int, cni: str = "bridge", api_port: int | None = None
             lab.cni_bin_dir(node).mkdir(parents=True, exist_ok=True)
             argv = [py, "-m", "antrea_lab.node.kubelet", "--node-name", node,
                     "--kubeconfig", str(lab.node_kubeconfig(node)),
-                    "--node-ip", topology.node_ip(index), "--lab-name", lab.name,
+                    "--node-ip", topology.Topology.from_dict(state.topology).node(node).ip,
+                    "--lab-name", lab.name,
                     "--cni-conf-dir", str(lab.cni_conf_dir(node)),
                     "--cni-bin-dir", f"{lab.cni_bin_dir(node)}:/usr/lib/cni",
                     "--pod-dir", str(lab.pod_dir(node))]

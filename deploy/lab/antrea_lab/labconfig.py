@@ -4,6 +4,7 @@
 nodes: 3                 # 1..20
 cni: bridge              # bridge (Debian's bridge + host-local) until antrea-agent lands
 apiPort: 6443            # 0: 6443 if free, else any free port
+underlaySubnets: 1       # 1..4: nodes spread over routed subnets (cni antrea only)
 antreaAgent:             # antrea-agent.conf for every node, validated now
   tunnelType: vxlan
 ```
@@ -26,6 +27,7 @@ class LabConfig(BaseModel):
     nodes: int = Field(2, ge=1, le=20)
     cni: Literal["bridge", "antrea"] = "bridge"
     api_port: int = Field(0, ge=0, le=65535, alias="apiPort")
+    underlay_subnets: int = Field(1, ge=1, le=4, alias="underlaySubnets")
     antrea_agent: dict[str, Any] = Field(default_factory=dict, alias="antreaAgent")
 
 

@@ -25,6 +25,7 @@ from antrea_ipsec.charon import Charon, CharonConfig
 from antrea_ipsec.failclosed import FailClosed
 from antrea_ipsec.sa import Peer, SAManager
 from antrea_ipsec.tunnelport import DEVICE, DeviceSpec, EncryptedTunnelPort, peer_mac
+from antrea_lab.capture import capture
 
 PY = sys.executable
 PSK = "antrea-hn-test-psk"
@@ -104,34 +105,14 @@ class Pair:
     def capture(self, node: Node) -> Iterator[list[Capture]]:
         """tcpdump on `node`'s underlay while the block runs; the result is appended to
         the yielded list when the block ends."""
-        pcap = self.state_dir / f"{node.name}-{time.monotonic_ns()}.pcap"
-        # --immediate-mode: without it, packets still in the kernel ring when tcpdump is
-        # stopped are lost (measured: 0 captured of 4 received on this kernel).
-        p = subprocess.Popen(["ip", "netns", "exec", node.name, "tcpdump", "-nn",
-                              "--immediate-mode", "-i", UNDERLAY, "-w", str(pcap)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        assert p.stderr is not None
-        line = p.stderr.readline()  # "listening on underlay, ..." once capturing
-        assert "listening on" in line, f"tcpdump did not start: {line}"
+        path = self.state_dir / f"{node.name}-{time.monotonic_ns()}.pcap"
         result: list[Capture] = []
-        try:
+        with capture(node.name, path, interface=UNDERLAY) as pcap:
             yield result
-        finally:
-            time.sleep(0.5)  # let the last replies land
-            p.terminate()
-            p.wait(10)
-        result.append(Capture(vxlan=_count(pcap, "udp port 4789"),
-                              esp_in_udp=_count(pcap, "udp port 4500"),
-                              ike=_count(pcap, "udp port 500"),
-                              total=_count(pcap, "")))
-
-
-def _count(pcap: Path, expr: str) -> int:
-    out = subprocess.run(["tcpdump", "-nn", "-r", str(pcap), *([expr] if expr else [])],
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, f"tcpdump -r {pcap}: {out.stderr}"
-    return len(out.stdout.splitlines())
+        result.append(Capture(vxlan=pcap.count("udp port 4789"),
+                              esp_in_udp=pcap.count("udp port 4500"),
+                              ike=pcap.count("udp port 500"),
+                              total=pcap.count()))
 
 
 def _node(name: str, ip: str, inner: str, state: Path) -> Node:

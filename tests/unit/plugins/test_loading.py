@@ -121,3 +121,16 @@ def test_gate_of_a_plugin_that_is_not_installed_is_an_unknown_key(tmp_path):
     conf.write_text("featureGates:\n  PacketCounter: true\n")
     with pytest.raises(ConfigError, match=r'featureGates\.PacketCounter: unknown feature gate'):
         prepare(conf)
+
+
+def test_network_policy_only_mode_is_refused_at_start_up_naming_the_key(tmp_path):
+    from antrea_core.agent.main import prepare
+    from antrea_core.config.loading import ConfigError
+
+    conf = tmp_path / "antrea-agent.conf"
+    conf.write_text("trafficEncapMode: networkPolicyOnly\n")
+    with pytest.raises(ConfigError, match=r"antrea-agent.conf: trafficEncapMode: "
+                                          r"networkPolicyOnly .* not implemented"):
+        prepare(conf)
+    conf.write_text("trafficEncapMode: noEncap\n")
+    assert prepare(conf)[0].traffic_encap_mode == "noEncap"

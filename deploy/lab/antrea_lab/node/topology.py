@@ -1,5 +1,11 @@
 """The lab's network: an underlay netns with a bridge, one netns per node, an external netns.
 
+By default every node is on one underlay subnet (192.168.77.0/24). With ``subnets=N`` the
+nodes are split in order over N subnets (192.168.77.0/24, 192.168.78.0/24, …) on the same
+bridge, and the underlay netns routes between them (it holds .1 of each): nodes then
+reach peers on another subnet through a router that knows nothing of pods, as racks
+behind a top-of-rack router do (what trafficEncapMode hybrid is for).
+
 Everything lives in network namespaces named ``antrea-<lab>-...``; nothing is created in
 the root netns and the underlay has no link out of the lab. ``create`` is idempotent and
 returns a :class:`Topology` whose ``to_dict`` goes into lab.json; ``destroy`` needs only
@@ -31,9 +37,28 @@ NODE_SYSCTLS = {
 }
 
 
-def node_ip(index: int) -> str:
-    """Address of node ``index`` (1-based): 192.168.77.(10+i)."""
-    return str(UNDERLAY_SUBNET.network_address + 10 + index)
+MAX_SUBNETS = 4
+UNDERLAY_SYSCTLS = {"net.ipv4.ip_forward": "1"}  # the router between subnets
+
+
+def subnet(k: int) -> ipaddress.IPv4Network:
+    """The k-th underlay subnet (0-based): 192.168.(77+k).0/24."""
+    return ipaddress.ip_network(f"192.168.{77 + k}.0/24")
+
+
+def subnet_gateway(k: int) -> str:
+    return str(subnet(k).network_address + 1)
+
+
+def subnet_index(index: int, nodes: int, subnets: int) -> int:
+    """Which subnet node ``index`` (1-based) of ``nodes`` is on: in order, as evenly as
+    they go (3 nodes on 2 subnets: node1, node2 | node3)."""
+    return (index - 1) * subnets // nodes
+
+
+def node_ip(index: int, subnet_k: int = 0) -> str:
+    """Address of node ``index`` (1-based): 192.168.(77+k).(10+i)."""
+    return str(subnet(subnet_k).network_address + 10 + index)
 
 
 @dataclass
@@ -43,6 +68,7 @@ class NodeNet:
     ip: str
     veth: str  # underlay-side end; the node side is always eth0
     ifname: str = "eth0"
+    gateway: str = GATEWAY_IP  # the underlay's address on this node's subnet
 
 
 @dataclass
@@ -55,6 +81,7 @@ class Topology:
     external_netns: str
     external_ip: str
     nodes: list[NodeNet] = field(default_factory=list)
+    subnets: list[str] = field(default_factory=lambda: [str(UNDERLAY_SUBNET)])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,10 +108,15 @@ def netns_name(lab: str, part: str) -> str:
     return f"antrea-{lab}-{part}"
 
 
-def plan(lab: str, nodes: int | Sequence[str]) -> Topology:
-    """The topology for ``nodes`` (a count, or names; node i gets 192.168.77.(10+i))."""
+def plan(lab: str, nodes: int | Sequence[str], subnets: int = 1) -> Topology:
+    """The topology for ``nodes`` (a count, or names; node i gets 192.168.77.(10+i), or
+    the same host number on its own subnet when there are several)."""
     names = [f"node{i}" for i in range(1, nodes + 1)] if isinstance(nodes, int) else list(nodes)
+    if not 1 <= subnets <= min(MAX_SUBNETS, max(len(names), 1)):
+        raise ValueError(f"subnets must be between 1 and {min(MAX_SUBNETS, len(names))} "
+                         f"for {len(names)} node(s), not {subnets}")
     prefix = UNDERLAY_SUBNET.prefixlen
+    where = {name: subnet_index(i, len(names), subnets) for i, name in enumerate(names, 1)}
     return Topology(
         lab=lab,
         underlay_netns=netns_name(lab, "underlay"),
@@ -94,15 +126,17 @@ def plan(lab: str, nodes: int | Sequence[str]) -> Topology:
         external_netns=netns_name(lab, "external"),
         external_ip=EXTERNAL_IP,
         nodes=[
-            NodeNet(name=name, netns=netns_name(lab, name), ip=node_ip(i), veth=name)
+            NodeNet(name=name, netns=netns_name(lab, name), ip=node_ip(i, where[name]),
+                    veth=name, gateway=subnet_gateway(where[name]))
             for i, name in enumerate(names, start=1)
         ],
+        subnets=[str(subnet(k)) for k in range(subnets)],
     )
 
 
-def create(lab: str, nodes: int | Sequence[str]) -> Topology:
+def create(lab: str, nodes: int | Sequence[str], subnets: int = 1) -> Topology:
     """Build (or complete) the lab network for ``nodes`` (a count or node names)."""
-    topo = plan(lab, nodes)
+    topo = plan(lab, nodes, subnets)
     for name in topo.all_netns():
         netns.ensure(name)
     with NetNS(topo.underlay_netns) as ul:
@@ -110,17 +144,19 @@ def create(lab: str, nodes: int | Sequence[str]) -> Topology:
         if not ul.link_lookup(ifname=topo.bridge):
             ul.link("add", ifname=topo.bridge, kind="bridge")
         bridge_idx = ul.link_lookup(ifname=topo.bridge)[0]
-        _ensure_addr(ul, bridge_idx, topo.gateway_ip, topo.prefix_len)
+        for k in range(len(topo.subnets)):
+            _ensure_addr(ul, bridge_idx, subnet_gateway(k), topo.prefix_len)
         ul.link("set", index=bridge_idx, state="up")
-        ends = [(n.veth, n.netns, n.ip) for n in topo.nodes]
-        ends.append(("external", topo.external_netns, topo.external_ip))
-        for veth, peer_ns, _ in ends:
+        ends = [(n.veth, n.netns, n.ip, n.gateway) for n in topo.nodes]
+        ends.append(("external", topo.external_netns, topo.external_ip, topo.gateway_ip))
+        for veth, peer_ns, _, _ in ends:
             if not ul.link_lookup(ifname=veth):
                 ul.link("add", ifname=veth, kind="veth",
                         peer={"ifname": "eth0", "net_ns_fd": peer_ns})
             idx = ul.link_lookup(ifname=veth)[0]
             ul.link("set", index=idx, master=bridge_idx, state="up")
-    for veth, peer_ns, ip in ends:
+    for veth, peer_ns, ip, gateway in ends:
+        own = ipaddress.ip_interface(f"{ip}/{topo.prefix_len}").network
         with NetNS(peer_ns) as ns:
             _up(ns, "lo")
             idx = ns.link_lookup(ifname="eth0")
@@ -128,6 +164,13 @@ def create(lab: str, nodes: int | Sequence[str]) -> Topology:
                 raise RuntimeError(f"eth0 missing in {peer_ns} although {veth} exists")
             _ensure_addr(ns, idx[0], ip, topo.prefix_len)
             ns.link("set", index=idx[0], state="up")
+            # Other subnets through the underlay's router (no default route: the lab
+            # has no way out).
+            for other in topo.subnets:
+                if ipaddress.ip_network(other) != own:
+                    ns.route("replace", dst=other, gateway=gateway)
+    if len(topo.subnets) > 1:
+        netns.set_sysctls(topo.underlay_netns, UNDERLAY_SYSCTLS)
     for n in topo.nodes:
         netns.set_sysctls(n.netns, NODE_SYSCTLS)
         # The node's eth0 may become a port of a userspace OVS bridge (tunnels).
